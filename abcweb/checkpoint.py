@@ -1,0 +1,159 @@
+"""Checkpoints: named weight arrays in an .npz file plus a JSON manifest.
+
+A checkpoint is a folder holding `model.json` and the weights file it names
+(`model-<hash>.npz`). Saving writes the new weights under a new name first, then replaces
+`model.json` atomically (os.replace), and only then removes the old weights. A crash at any
+moment leaves either the old manifest with its old weights or the new manifest with its new
+weights: never a manifest that points at half a file. The manifest records each file's
+SHA-256, so a damaged file is caught on load with a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .model import ModelConfig, weight_shapes
+
+MANIFEST = "model.json"
+FORMAT = "abcweb-checkpoint/1"
+SHIPPED = Path(__file__).resolve().parent.parent / "weights"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged or does not fit its config."""
+
+
+@dataclass
+class Checkpoint:
+    config: ModelConfig
+    weights: dict[str, np.ndarray]
+    info: dict = field(default_factory=dict)  # corpus, steps, metrics, training time...
+    optimizer: dict[str, np.ndarray] | None = None
+    path: Path | None = None
+
+    @property
+    def steps(self) -> int:
+        return int(self.info.get("steps", 0))
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; checkpoints are meant to be shared
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def save(ckpt: Checkpoint, folder: str | Path, dtype: str = "float32") -> Path:
+    """Write ckpt into folder atomically. dtype='float16' halves the file (for shipping)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    old = _read_manifest(folder / MANIFEST) if (folder / MANIFEST).exists() else None
+
+    files = {}
+    arrays = {n: np.asarray(a).astype(dtype) for n, a in ckpt.weights.items()}
+    groups = [("weights", arrays)]
+    if ckpt.optimizer:
+        groups.append(("optimizer", {n: np.asarray(a) for n, a in ckpt.optimizer.items()}))
+    for kind, group in groups:
+        data = _npz_bytes(group)
+        digest = hashlib.sha256(data).hexdigest()
+        name = f"{'model' if kind == 'weights' else 'optimizer'}-{digest[:12]}.npz"
+        if not (folder / name).exists():
+            _fsync_write(folder / name, data)
+        files[kind] = {"file": name, "sha256": digest, "bytes": len(data)}
+
+    manifest = {
+        "format": FORMAT,
+        "config": ckpt.config.to_dict(),
+        "files": files,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **{k: v for k, v in ckpt.info.items() if k not in ("format", "config", "files")},
+    }
+    _fsync_write(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    if old:  # the new manifest is in place: the old files are no longer referenced
+        keep = {f["file"] for f in files.values()}
+        for f in old.get("files", {}).values():
+            if f.get("file") not in keep:
+                (folder / f["file"]).unlink(missing_ok=True)
+    ckpt.path = folder
+    return folder
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path.parent} (missing {path.name})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"damaged checkpoint manifest {path}: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an abcweb checkpoint (format {FORMAT!r} expected)")
+    return manifest
+
+
+def _load_npz(folder: Path, entry: dict) -> dict[str, np.ndarray]:
+    path = folder / str(entry.get("file", ""))
+    try:
+        data = path.read_bytes()
+    except OSError:
+        raise CheckpointError(f"checkpoint file missing: {path}") from None
+    if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise CheckpointError(f"checkpoint file damaged (checksum mismatch): {path}")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return {n: z[n].astype(np.float32) for n in z.files}
+    except Exception as e:  # zip and format errors have many types
+        raise CheckpointError(f"checkpoint file unreadable: {path}: {e}") from None
+
+
+def resolve(path: str | Path | None) -> Path:
+    folder = SHIPPED if path is None else Path(path)
+    return folder.parent if folder.name == MANIFEST else folder
+
+
+def load(path: str | Path | None = None, optimizer: bool = False) -> Checkpoint:
+    """Load a checkpoint folder (or its model.json); None means the shipped weights."""
+    folder = resolve(path)
+    manifest = _read_manifest(folder / MANIFEST)
+    try:
+        cfg = ModelConfig.from_dict(manifest["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder}: bad model config: {e}") from None
+    files = manifest.get("files", {})
+    if "weights" not in files:
+        raise CheckpointError(f"{folder}: manifest names no weights file")
+    weights = _load_npz(folder, files["weights"])
+    expected = weight_shapes(cfg)
+    for name, shape in expected.items():
+        if name not in weights:
+            raise CheckpointError(f"{folder}: weights lack {name!r}; they do not fit the config")
+        if weights[name].shape != shape:
+            raise CheckpointError(f"{folder}: {name} has shape {weights[name].shape}, the config "
+                                  f"needs {shape}")
+        if not np.all(np.isfinite(weights[name])):
+            raise CheckpointError(f"{folder}: {name} holds NaN or infinite values")
+    opt = _load_npz(folder, files["optimizer"]) if optimizer and "optimizer" in files else None
+    info = {k: v for k, v in manifest.items() if k not in ("format", "config", "files")}
+    return Checkpoint(cfg, weights, info, opt, folder)

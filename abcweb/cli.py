@@ -1,0 +1,181 @@
+"""Command line: python -m abcweb sample|train|evaluate|render ...
+
+Every error a person can cause (a bad argument, a missing file, a damaged checkpoint) ends the
+program with exit status 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+from .checkpoint import CheckpointError
+from .corpus import CorpusError
+from .model import UnknownCharacters
+
+
+class UsageError(Exception):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other error here
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _number(kind, name, low=None, high=None):
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a {kind.__name__}, not {text!r}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{name} must be finite, not {text!r}")
+        if (low is not None and v < low) or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"{name} must be from {low} to {high}, not {text}")
+        return v
+    return parse
+
+
+def _prime(text: str) -> str:
+    # A shell cannot easily pass newlines: accept the two characters \n for one.
+    return text.replace("\\n", "\n")
+
+
+# -- sample ------------------------------------------------------------------------------------
+def add_sample(sub) -> None:
+    from .sampler import MAX_LENGTH, MAX_TEMPERATURE
+    p = sub.add_parser("sample", help="write a tune and print its ABC",
+                       description="Write ABC with a trained model and print it to stdout.")
+    p.add_argument("--seed", type=_number(int, "seed", 0, 2**63 - 1), default=0)
+    p.add_argument("--temperature", "-t", type=_number(float, "temperature", 0, MAX_TEMPERATURE),
+                   default=1.0, help="0 is greedy; higher is wilder (default 1.0)")
+    p.add_argument("--length", "-n", type=_number(int, "length", 0, MAX_LENGTH), default=600,
+                   help="characters to generate at most (default 600)")
+    p.add_argument("--prime", "-p", type=_prime, default="X:",
+                   help="the text the tune starts from; \\n for a newline (default X:)")
+    p.add_argument("--top-k", type=_number(int, "top-k", 0, 1000), default=0,
+                   help="sample from the k most likely characters only (0: all)")
+    p.add_argument("--weights", help="checkpoint folder (default: the shipped weights)")
+    p.add_argument("--backend", choices=["auto", "numpy", "tf"], default="auto")
+    p.add_argument("--no-stop", action="store_true",
+                   help="keep going past the end of the first tune")
+    p.add_argument("--json", action="store_true", help="print text and per-step data as JSON")
+    p.set_defaults(run=run_sample)
+
+
+def run_sample(args) -> int:
+    from .sampler import load_sampler
+    s = load_sampler(args.weights, backend=args.backend)
+    g = s.generate(args.prime, args.length, args.temperature, args.seed, args.top_k,
+                   stop_at_end=not args.no_stop)
+    if args.json:
+        print(json.dumps({"text": g.text, "stopped": g.stopped, "steps": [
+            {"char": st.char, "prob": st.prob, "entropy": st.entropy, "top": st.top}
+            for st in g.steps]}))
+    else:
+        sys.stdout.write(g.text if g.text.endswith("\n") else g.text + "\n")
+    return 0
+
+
+# -- train -------------------------------------------------------------------------------------
+def add_train(sub) -> None:
+    from .model import PRESETS
+    p = sub.add_parser("train", help="train or fine-tune a model",
+                       description="Train a model on ABC corpora and save checkpoints. "
+                       "--recipe shipped retrains the shipped model.")
+    p.add_argument("--out", required=True, help="checkpoint folder to write (and resume from)")
+    p.add_argument("--recipe", choices=["shipped"], help="the shipped model's data and settings")
+    p.add_argument("--irish", help="path to irish.abc (its train split is used; the held-out "
+                   "tunes never are)")
+    p.add_argument("--corpus", action="append", default=[],
+                   help="a music21 collection name or an .abc file (repeatable)")
+    p.add_argument("--preset", choices=list(PRESETS), default="small")
+    p.add_argument("--init", help="fine-tune from this checkpoint ('shipped' for the shipped "
+                   "weights); its vocabulary is kept")
+    p.add_argument("--steps", type=_number(int, "steps", 1, 10**8), default=None,
+                   help="total steps of the run in --out (default 1000; the recipe's own)")
+    p.add_argument("--minutes", type=_number(float, "minutes", 0, 10**6), default=0,
+                   help="stop (and save) after this much training time; 0: no limit")
+    p.add_argument("--lr", type=_number(float, "learning rate", 1e-7, 1), default=None)
+    p.add_argument("--batch", type=_number(int, "batch", 1, 4096), default=None)
+    p.add_argument("--seq-len", type=_number(int, "sequence length", 2, 10000), default=None)
+    p.add_argument("--eval-every", type=_number(int, "eval-every", 0, 10**8), default=None)
+    p.add_argument("--checkpoint-every", type=_number(int, "checkpoint-every", 0, 10**8),
+                   default=None)
+    p.add_argument("--ship", help="also write the best model so far (by validation bits, "
+                   "float16, no optimizer state) to this folder")
+    p.add_argument("--seed", type=_number(int, "seed", 0, 2**31 - 1), default=0)
+    p.set_defaults(run=run_train)
+
+
+def run_train(args) -> int:
+    from . import corpus as corpora
+    from . import recipes
+    plan = recipes.plan_from_args(args, corpora)
+    for line in plan.describe():
+        print(line, file=sys.stderr)
+    return recipes.run_plan(plan, log=lambda s: print(s, file=sys.stderr, flush=True))
+
+
+# -- evaluate ----------------------------------------------------------------------------------
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="measure a model: bits per character and valid tunes",
+                       description="Print the shipped model's quality figures (weights/README.md).")
+    p.add_argument("--irish", default=os.environ.get("ABCWEB_IRISH", "../shared/data/irish.abc"),
+                   help="path to irish.abc (its held-out tunes are scored)")
+    p.add_argument("--weights", help="checkpoint folder (default: the shipped weights)")
+    p.add_argument("--samples", type=_number(int, "samples", 1, 10000), default=40)
+    p.add_argument("--length", type=_number(int, "length", 1, 5000), default=800)
+    p.add_argument("--temperature", type=_number(float, "temperature", 0, 100), default=1.0)
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    from . import evaluate
+    report = evaluate.evaluate(args.weights, args.irish, samples=args.samples,
+                               length=args.length, temperature=args.temperature)
+    print(json.dumps(report, indent=1) if args.json else evaluate.format_report(report))
+    return 0
+
+
+# -- main --------------------------------------------------------------------------------------
+def build_parser() -> Parser:
+    p = Parser(prog="python -m abcweb", description="abcweb: an LSTM that writes folk tunes.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+    add_sample(sub)
+    add_train(sub)
+    add_evaluate(sub)
+    try:
+        from .abctools import add_render_parser, run_render
+    except ImportError:
+        pass
+    else:
+        add_render_parser(sub)
+        sub.choices["render"].set_defaults(run=run_render)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    t0 = time.perf_counter()
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except UsageError as e:
+        print(str(e), file=sys.stderr)
+    except (UnknownCharacters, CheckpointError, CorpusError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"interrupted after {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        return 130
+    except Exception as e:  # the tools' own errors (abctools.ToolError) and anything else
+        name = type(e).__name__
+        print(f"error: {e}" if "Error" in name or "Missing" in name or "Timeout" in name
+              else f"error: {name}: {e}", file=sys.stderr)
+    return 2

@@ -1,0 +1,99 @@
+"""The shipped model's quality figures (weights/README.md), measured on the raw model: no
+rejection sampling, no retries.
+
+- held-out bits per character: irish.abc pieces 9, 19, 29, ... joined by blank lines and read
+  as one text from a zero state (Sampler.score);
+- validation bits per character on the model's own validation split;
+- valid tunes: SAMPLES tunes at TEMPERATURE, seeds 0.., prime `X:`, up to LENGTH characters,
+  the first complete tune of each checked with `abc2midi -c` (a tune that never completes
+  counts as a failure); the same check on the real held-out tunes beside it;
+- bars whose duration matches the meter, generated versus real;
+- the sampler's speed: 600 characters, median of several runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from . import abctools, corpus, tunes
+from .sampler import Sampler, load_sampler
+
+
+def check_tunes(texts: list[str | None]) -> dict:
+    valid = bars = bad = 0
+    for text in texts:
+        if text is None:
+            continue
+        r = abctools.check(text)
+        valid += r.valid
+        bars += r.bars
+        bad += r.bad_bars
+    return {"tunes": len(texts), "valid": valid, "valid_share": valid / max(len(texts), 1),
+            "bars": bars, "bar_match_share": (bars - bad) / bars if bars else 0.0}
+
+
+def sampler_speed(s: Sampler, length: int = 600, runs: int = 7) -> float:
+    times = []
+    for seed in range(runs):
+        t = time.perf_counter()
+        s.generate("X:", length, 1.0, seed=seed, stop_at_end=False)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def validation_text(s: Sampler, irish_path: str) -> str | None:
+    """The validation split the model was trained beside, rebuilt from its recorded data."""
+    data = s.info.get("data", {})
+    if data.get("recipe") == "shipped":
+        from .train import shipped_data
+        _, _, val, _ = shipped_data(irish_path)
+        return val.text()
+    return None
+
+
+def evaluate(weights: str | None, irish_path: str, samples: int = 40, length: int = 800,
+             temperature: float = 1.0) -> dict:
+    s = load_sampler(weights, backend="numpy")
+    irish = corpus.load_irish(irish_path)
+    t0 = time.perf_counter()
+    report: dict = {"weights": str(s.ckpt.path), "steps": s.ckpt.steps,
+                    "parameters": s.cfg.parameter_count(), "config": {
+                        "embedding": s.cfg.embedding, "units": s.cfg.units,
+                        "layers": s.cfg.layers, "vocab": len(s.vocab)}}
+    report["heldout_bpc"] = s.score(irish.heldout_text)
+    report["heldout_chars"] = len(irish.heldout_text)
+    val = validation_text(s, irish_path)
+    report["val_bpc"] = s.score(val) if val else s.info.get("val_bpc")
+
+    gens = []
+    for start in range(0, samples, 20):  # batches of 20 candidates
+        seeds = list(range(start, min(start + 20, samples)))
+        gens += s.generate_many("X:", length, temperature, seeds)
+    firsts = [tunes.first_complete_tune(g.text) for g in gens]
+    report["generated"] = check_tunes([t.text if t else None for t in firsts])
+    report["generated"]["completed"] = sum(t is not None for t in firsts)
+    report["generated"]["settings"] = {"samples": samples, "temperature": temperature,
+                                       "length": length, "prime": "X:", "seeds": f"0..{samples-1}"}
+    report["real_heldout"] = check_tunes(list(irish.heldout.tunes))
+    report["sample_600_seconds"] = sampler_speed(s)
+    report["evaluate_seconds"] = time.perf_counter() - t0
+    return report
+
+
+def format_report(r: dict) -> str:
+    g, real = r["generated"], r["real_heldout"]
+    lines = [
+        f"weights            {r['weights']} ({r['parameters']:,} parameters, {r['steps']} steps)",
+        f"held-out bpc       {r['heldout_bpc']:.3f}  (irish.abc held-out, {r['heldout_chars']:,}"
+        " chars; target <= 1.35)",
+        "validation bpc     " + (f"{r['val_bpc']:.3f}" if r["val_bpc"] is not None else "n/a"),
+        f"valid tunes        {g['valid']}/{g['tunes']} = {g['valid_share']:.1%} generated "
+        f"({g['completed']} completed; target >= 90%)   {real['valid']}/{real['tunes']} = "
+        f"{real['valid_share']:.1%} real held-out",
+        f"bars match meter   {g['bar_match_share']:.1%} of {g['bars']} generated bars   "
+        f"{real['bar_match_share']:.1%} of {real['bars']} real bars",
+        f"600 chars          {r['sample_600_seconds'] * 1000:.0f} ms (median of 7, NumPy "
+        "sampler, batch 1; target < 300 ms)",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+"""What to train: turns the `train` command's arguments into a plan and runs it.
+
+`--steps` is the total step count of the run in `--out`: running the same command again
+resumes from the checkpoint there (weights, Adam moments, step, learning-rate schedule) and
+stops at the same place a single uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import checkpoint as ckpt_io
+from .corpus import Corpus
+from .model import preset
+from .train import SHIPPED_MIX, Trainer, TrainSettings, shipped_data
+
+# The shipped recipe (see weights/README.md for how it was chosen).
+SHIPPED_SETTINGS = TrainSettings(steps=6000, batch=64, seq_len=100, learning_rate=2e-3,
+                                 min_learning_rate=1e-4, decay_steps=5900, warmup_steps=100,
+                                 eval_every=250, checkpoint_every=250)
+
+
+@dataclass
+class Plan:
+    out: Path
+    config: object
+    train: list[Corpus]
+    weights: list[float]
+    val: Corpus | None
+    settings: TrainSettings
+    init: ckpt_io.Checkpoint | None = None
+    ship: Path | None = None
+    minutes: float = 0.0
+    data: dict = field(default_factory=dict)
+    note: str = ""
+
+    def describe(self) -> list[str]:
+        lines = [f"model: {self.config.units} units x {self.config.layers} layer(s), embedding "
+                 f"{self.config.embedding}, {self.config.parameter_count():,} parameters"]
+        for c, w in zip(self.train, self.weights):
+            lines.append(f"train: {c.summary()}" + (f" (x{w:g})" if w != 1 else ""))
+        if self.val:
+            lines.append(f"validation: {self.val.summary()}")
+        if self.note:
+            lines.append(self.note)
+        return lines
+
+
+def plan_from_args(args, corpora) -> Plan:
+    out = Path(args.out)
+    resume = (out / ckpt_io.MANIFEST).exists()
+    init = ckpt_io.load(out, optimizer=True) if resume else None
+    note = f"resuming {out} at step {init.steps}" if init else ""
+
+    if args.recipe == "shipped":
+        if not args.irish:
+            raise ValueError("--recipe shipped needs --irish PATH (the notebook's irish.abc)")
+        train, weights, val, data = shipped_data(args.irish)
+        settings = replace(SHIPPED_SETTINGS)
+        config = preset("shipped")
+        data = {"mix": data, "recipe": "shipped"}
+    else:
+        train, weights, val_tunes, data = [], [], [], {}
+        if args.irish:
+            irish = corpora.load_irish(args.irish).train
+            tr, va = irish.split()
+            train.append(tr)
+            weights.append(SHIPPED_MIX["irish"] if args.corpus else 1.0)
+            val_tunes += va.tunes
+            data["irish"] = {"tunes": len(irish.tunes), "chars": irish.chars}
+        for spec in args.corpus:
+            c = corpora.load(spec)
+            tr, va = c.split()
+            train.append(tr)
+            weights.append(1.0)
+            val_tunes += va.tunes
+            data[c.name] = {"tunes": len(c.tunes), "chars": c.chars}
+        if not train:
+            raise ValueError("nothing to train on: give --irish PATH, --corpus NAME_OR_FILE or "
+                             "--recipe shipped")
+        val = Corpus("val", val_tunes)
+        settings = TrainSettings(steps=1000, eval_every=200, checkpoint_every=200)
+        config = preset(args.preset)
+        data = {"corpora": data}
+
+    if init is None and args.init:
+        init = ckpt_io.load(None if args.init == "shipped" else args.init)
+        init.info = {"finetuned_from": str(init.path), "steps": 0}
+        note = f"fine-tuning {init.path} (its vocabulary is kept; other characters are dropped)"
+    if init is not None:
+        config = init.config
+        saved = init.info.get("settings")
+        if saved and resume:  # keep the run's schedule unless told otherwise
+            settings = TrainSettings(**{k: v for k, v in saved.items()
+                                        if k in TrainSettings.__dataclass_fields__})
+    overrides = {"steps": args.steps,
+                 "learning_rate": args.lr, "batch": args.batch, "seq_len": args.seq_len,
+                 "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
+                 "seed": args.seed or None}
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    if settings.decay_steps and settings.decay_steps > settings.steps:
+        settings = replace(settings, decay_steps=settings.steps - settings.warmup_steps)
+    return Plan(out, config, train, weights, val, settings, init,
+                Path(args.ship) if args.ship else None, args.minutes, data, note)
+
+
+def run_plan(plan: Plan, log: Callable[[str], None] = print) -> int:
+    trainer = Trainer(plan.config, plan.train, plan.val, plan.settings, init=plan.init,
+                      weights=plan.weights, info={"data": plan.data})
+    remaining = plan.settings.steps - trainer.step
+    if remaining <= 0:
+        log(f"{plan.out} already has {trainer.step} steps (--steps {plan.settings.steps})")
+        return 0
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):  # finish the step, save, then exit
+        stop["flag"] = True
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    best = _best_shipped(plan.ship)
+    deadline = time.time() + plan.minutes * 60 if plan.minutes else math.inf
+    try:
+        for m in trainer.run(remaining, save_to=plan.out,
+                             should_stop=lambda: stop["flag"] or time.time() > deadline):
+            if m.step % 50 == 0 or m.val_bpc is not None:
+                log(f"step {m.step} epoch {m.epoch} train {m.train_bpc:.3f} bpc"
+                    + (f" val {m.val_bpc:.3f} bpc" if m.val_bpc is not None else "")
+                    + f" lr {m.learning_rate:.2e} {m.chars_per_s:,.0f} chars/s "
+                    f"{m.elapsed_s / 60:.1f} min")
+            if plan.ship and m.val_bpc is not None and m.val_bpc < best:
+                best = m.val_bpc
+                ck = trainer.checkpoint(m.val_bpc)
+                ck.optimizer = None
+                ckpt_io.save(ck, plan.ship, dtype="float16")
+                log(f"shipped step {m.step} (val {m.val_bpc:.3f} bpc) to {plan.ship}")
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    log(f"saved {plan.out} at step {trainer.step}")
+    return 0
+
+
+def _best_shipped(folder: Path | None) -> float:
+    if folder is None or not (folder / ckpt_io.MANIFEST).exists():
+        return math.inf
+    try:
+        return float(ckpt_io.load(folder).info.get("val_bpc", math.inf))
+    except ckpt_io.CheckpointError:
+        return math.inf

@@ -1,0 +1,390 @@
+"""Fast, reproducible sampling and scoring.
+
+Two backends compute the same thing:
+- `numpy`: the CPU path. The embedding and the first LSTM layer's input projection are folded
+  into one lookup table (`embedding @ kernel + bias`, one row per character), so a step is one
+  matrix-vector product per layer plus the gates; no TensorFlow import needed at all.
+- `tf`: the whole generation loop in one `tf.function` (a `tf.while_loop`), placed on the GPU
+  when TensorFlow sees one. Temperature, top-k, length and the random numbers are tensors, so
+  changing them never retraces (`Sampler.traces` counts the traces).
+
+Randomness does not come from the backend: the seed makes one uniform number per step with
+NumPy's PCG64, and a character is drawn by inverse CDF. The same arguments therefore give the
+same text in every process, and both backends agree except when a uniform lands within float
+rounding of a CDF boundary.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint as ckpt_io
+from .model import ModelConfig, encode
+
+MAX_LENGTH = 5000  # characters one call may generate
+MAX_PRIME = 5000  # characters of seed text
+MAX_TEMPERATURE = 100.0
+TOP_ALTERNATIVES = 5
+LN2 = math.log(2.0)
+
+
+@dataclass
+class Step:
+    char: str
+    prob: float  # probability of the chosen character in the distribution it was drawn from
+    entropy: float  # entropy of that distribution, in bits
+    top: list[tuple[str, float]]  # the most likely characters with their probabilities
+
+
+@dataclass
+class Generation:
+    prime: str
+    generated: str
+    logits: np.ndarray  # [len(generated), vocab] raw logits (temperature 1) before each char
+    vocab: str
+    temperature: float
+    top_k: int
+    seed: int
+    stopped: str  # "end" (a complete tune), "length"
+    _steps: list[Step] | None = field(default=None, repr=False)
+
+    @property
+    def text(self) -> str:
+        return self.prime + self.generated
+
+    def probabilities(self, temperature: float | None = None, top_k: int | None = None
+                      ) -> np.ndarray:
+        """[steps, vocab] distributions at a temperature (default: the one sampled at)."""
+        t = self.temperature if temperature is None else temperature
+        k = self.top_k if top_k is None else top_k
+        return distributions(self.logits, t, k)
+
+    def distribution(self, i: int, temperature: float | None = None) -> dict[str, float]:
+        p = distributions(self.logits[i: i + 1], self.temperature if temperature is None
+                          else temperature, self.top_k if temperature is None else 0)[0]
+        return dict(zip(self.vocab, p.tolist()))
+
+    @property
+    def steps(self) -> list[Step]:
+        if self._steps is None:
+            self._steps = make_steps(self.generated, self.logits, self.vocab,
+                                     self.temperature, self.top_k)
+        return self._steps
+
+
+def check_args(prime: str, length: int, temperature: float, top_k: int, vocab_size: int
+               ) -> tuple[int, float, int]:
+    """Validate sampling arguments; raise ValueError with a message a person can act on."""
+    if not isinstance(prime, str) or not prime:
+        raise ValueError("the seed text is empty: give at least one character, e.g. 'X:'")
+    if len(prime) > MAX_PRIME:
+        raise ValueError(f"the seed text is {len(prime):,} characters; the most is {MAX_PRIME:,}")
+    try:
+        length = int(length)
+        temperature = float(temperature)
+        top_k = int(top_k)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError("length and top-k must be whole numbers and temperature a number"
+                         ) from None
+    if not 0 <= length <= MAX_LENGTH:
+        raise ValueError(f"length must be from 0 to {MAX_LENGTH}, not {length}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, not {temperature}")
+    if temperature > MAX_TEMPERATURE:
+        raise ValueError(f"temperature must be at most {MAX_TEMPERATURE:g}, not {temperature:g}")
+    if not 0 <= top_k <= vocab_size:
+        raise ValueError(f"top-k must be from 0 (no cut) to {vocab_size}, not {top_k}")
+    return length, temperature, top_k
+
+
+def uniforms(seed: int, length: int) -> np.ndarray:
+    try:
+        rng = np.random.default_rng(int(seed))
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"seed must be a whole number >= 0, not {seed!r}") from None
+    return rng.random(length)
+
+
+def _masked(logits: np.ndarray, temperature: float, top_k: int) -> np.ndarray:
+    z = logits.astype(np.float64) / temperature
+    if top_k and top_k < z.shape[-1]:
+        kth = np.partition(z, -top_k, axis=-1)[..., -top_k, None]
+        z = np.where(z >= kth, z, -np.inf)
+    return z
+
+
+def distributions(logits: np.ndarray, temperature: float, top_k: int = 0) -> np.ndarray:
+    if temperature == 0:
+        out = np.zeros(logits.shape, np.float64)
+        np.put_along_axis(out, logits.argmax(-1)[..., None], 1.0, -1)
+        return out
+    z = _masked(logits, temperature, top_k)
+    z -= z.max(-1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(-1, keepdims=True)
+
+
+def choose(logits: np.ndarray, u: np.ndarray, temperature: float, top_k: int) -> np.ndarray:
+    """Draw one character per row by inverse CDF of the tempered, top-k cut softmax."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    p = distributions(logits, temperature, top_k)
+    cdf = np.cumsum(p, -1)
+    idx = (cdf <= (u * cdf[:, -1])[:, None]).sum(-1)
+    return np.minimum(idx, p.shape[-1] - 1)
+
+
+def make_steps(generated: str, logits: np.ndarray, vocab: str, temperature: float,
+               top_k: int) -> list[Step]:
+    if not generated:
+        return []
+    p = distributions(logits, temperature, top_k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = np.maximum(-np.where(p > 0, p * np.log2(p), 0.0).sum(-1), 0.0)
+    idx = np.array([vocab.index(c) for c in generated])
+    chosen = p[np.arange(len(idx)), idx]
+    top = np.argsort(-p, -1)[:, :TOP_ALTERNATIVES]
+    return [Step(generated[i], float(chosen[i]), float(ent[i]),
+                 [(vocab[j], float(p[i, j])) for j in top[i]]) for i in range(len(idx))]
+
+
+class TuneEnd:
+    """Tracks, per candidate, whether a complete tune has ended: a blank line after a `K:`
+    header line (ABC ends a tune with a blank line; K: is the last header line)."""
+
+    def __init__(self, prime: str, batch: int):
+        lines = prime.split("\n")
+        seen = any(line.startswith("K:") for line in lines[:-1])
+        self.seen_k = np.full(batch, seen)
+        self.line = [lines[-1]] * batch
+        self.prev_newline = np.full(batch, prime.endswith("\n") and len(lines) > 1)
+
+    def update(self, chars: list[str]) -> np.ndarray:
+        done = np.zeros(len(chars), bool)
+        for b, ch in enumerate(chars):
+            if ch == "\n":
+                if self.line[b].startswith("K:"):
+                    self.seen_k[b] = True
+                done[b] = self.seen_k[b] and self.prev_newline[b]
+                self.prev_newline[b] = True
+                self.line[b] = ""
+            else:
+                self.prev_newline[b] = False
+                if len(self.line[b]) < 2:
+                    self.line[b] += ch
+        return done
+
+
+class NumpyLSTM:
+    """The model's forward pass in NumPy, one character at a time for a batch."""
+
+    def __init__(self, cfg: ModelConfig, w: dict[str, np.ndarray]):
+        self.cfg = cfg
+        self.table = (w["embedding"] @ w["lstm_0/kernel"] + w["lstm_0/bias"]).astype(np.float32)
+        self.recurrent = [np.ascontiguousarray(w[f"lstm_{i}/recurrent_kernel"])
+                          for i in range(cfg.layers)]
+        # Deeper layers: [h_below, h_own] @ [[kernel], [recurrent]] is one product.
+        self.stacked = [np.ascontiguousarray(np.concatenate(
+            [w[f"lstm_{i}/kernel"], w[f"lstm_{i}/recurrent_kernel"]], 0))
+            for i in range(1, cfg.layers)]
+        self.biases = [w[f"lstm_{i}/bias"] for i in range(1, cfg.layers)]
+        self.dense = np.ascontiguousarray(w["dense/kernel"])
+        self.dense_bias = w["dense/bias"]
+
+    def zero_state(self, batch: int) -> list[np.ndarray]:
+        return [np.zeros((batch, self.cfg.units), np.float32) for _ in range(2 * self.cfg.layers)]
+
+    @staticmethod
+    def _cell(z: np.ndarray, c: np.ndarray, units: int) -> tuple[np.ndarray, np.ndarray]:
+        # Keras gate order: input, forget, cell, output. Sigmoid via tanh is exact and faster.
+        g = np.tanh(z[:, 2 * units: 3 * units])
+        s = z.copy()
+        s[:, 2 * units: 3 * units] = 0
+        np.tanh(s * 0.5, out=s)
+        s += 1.0
+        s *= 0.5
+        c = s[:, units: 2 * units] * c + s[:, :units] * g
+        h = s[:, 3 * units:] * np.tanh(c)
+        return h, c
+
+    def step(self, tokens: np.ndarray, state: list[np.ndarray]) -> np.ndarray:
+        """Advance the state in place by one character per row; return logits [B, V]."""
+        units = self.cfg.units
+        z = self.table[tokens] + state[0] @ self.recurrent[0]
+        state[0], state[1] = self._cell(z, state[1], units)
+        for i in range(1, self.cfg.layers):
+            x = np.concatenate([state[2 * i - 2], state[2 * i]], 1)
+            z = x @ self.stacked[i - 1] + self.biases[i - 1]
+            state[2 * i], state[2 * i + 1] = self._cell(z, state[2 * i + 1], units)
+        return state[-2] @ self.dense + self.dense_bias
+
+
+def _gpu_present() -> bool:
+    # Importing TensorFlow costs seconds; only look when a GPU driver is there at all.
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia/version")
+
+
+class Sampler:
+    """Generates and scores text with one checkpoint. Read-only after construction, so one
+    instance can serve many threads (the NumPy path keeps all state on the stack; the TF path
+    serialises calls with a lock)."""
+
+    def __init__(self, ckpt: ckpt_io.Checkpoint, backend: str = "auto"):
+        self.ckpt = ckpt
+        self.cfg = ckpt.config
+        self.vocab = self.cfg.vocab
+        self.info = ckpt.info
+        if backend == "auto":
+            backend = "tf" if _gpu_present() and _tf_sees_gpu() else "numpy"
+        if backend not in ("numpy", "tf"):
+            raise ValueError(f"backend must be 'auto', 'numpy' or 'tf', not {backend!r}")
+        self.backend = backend
+        self.net = NumpyLSTM(self.cfg, ckpt.weights)
+        self._tf = None
+        self._lock = threading.Lock()
+        self._index = {ch: i for i, ch in enumerate(self.vocab)}
+
+    @property
+    def traces(self) -> int:
+        return self._tf.traces if self._tf else 0
+
+    # -- generation -------------------------------------------------------------------------
+    def generate(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
+                 seed: int = 0, top_k: int = 0, stop_at_end: bool = True) -> Generation:
+        return self.generate_many(prime, length, temperature, [seed], top_k, stop_at_end)[0]
+
+    def generate_many(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
+                      seeds: list[int] = (0,), top_k: int = 0, stop_at_end: bool = True
+                      ) -> list[Generation]:
+        """Several candidates in one batch, one per seed; each equals what generate() gives
+        for that seed alone."""
+        length, temperature, top_k = check_args(prime, length, temperature, top_k,
+                                                len(self.vocab))
+        seeds = list(seeds)
+        if not 1 <= len(seeds) <= 64:
+            raise ValueError("give from 1 to 64 seeds")
+        ids = encode(prime, self.vocab, "seed text")
+        u = np.stack([uniforms(s, length) for s in seeds]) if length else np.zeros((len(seeds), 0))
+        if self.backend == "tf":
+            tokens, logits = self._tf_backend().generate(ids, u, temperature, top_k, prime,
+                                                         stop_at_end)
+        else:
+            tokens, logits = self._numpy_generate(ids, u, temperature, top_k, prime, stop_at_end)
+        out = []
+        for b, seed in enumerate(seeds):
+            toks = tokens[b]
+            text = "".join(self.vocab[t] for t in toks)
+            stopped = "end" if stop_at_end and len(toks) < length else "length"
+            out.append(Generation(prime, text, logits[b][: len(toks)], self.vocab, temperature,
+                                  top_k, int(seed), stopped))
+        return out
+
+    def stream(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
+               seed: int = 0, top_k: int = 0, stop_at_end: bool = True, every: int = 25
+               ) -> Iterator[str]:
+        """The text as it is written, in chunks of `every` characters (same text as
+        generate()). Uses the NumPy path: streaming is for a CPU host where it matters."""
+        length, temperature, top_k = check_args(prime, length, temperature, top_k,
+                                                len(self.vocab))
+        ids = encode(prime, self.vocab, "seed text")
+        u = uniforms(seed, length)[None]
+        chunk = []
+        for tok, _ in self._numpy_steps(ids, u, temperature, top_k, prime, stop_at_end):
+            chunk.append(self.vocab[tok[0]])
+            if len(chunk) >= every:
+                yield "".join(chunk)
+                chunk = []
+        if chunk:
+            yield "".join(chunk)
+
+    def _numpy_steps(self, ids, u, temperature, top_k, prime, stop_at_end,
+                     logits_out: list | None = None):
+        batch, length = u.shape
+        state = self.net.zero_state(batch)
+        for t in ids[:-1]:
+            self.net.step(np.full(batch, t), state)
+        tok = np.full(batch, ids[-1])
+        end = TuneEnd(prime, batch)
+        alive = np.ones(batch, bool)
+        for i in range(length):
+            logits = self.net.step(tok, state)
+            tok = choose(logits, u[:, i], temperature, top_k)
+            if logits_out is not None:
+                logits_out.append(logits)
+            yield tok, alive.copy()
+            if stop_at_end:
+                alive &= ~end.update([self.vocab[t] for t in tok])
+                if not alive.any():
+                    return
+
+    def _numpy_generate(self, ids, u, temperature, top_k, prime, stop_at_end):
+        batch = u.shape[0]
+        toks: list[list[int]] = [[] for _ in range(batch)]
+        logits: list[np.ndarray] = []
+        for tok, alive in self._numpy_steps(ids, u, temperature, top_k, prime, stop_at_end,
+                                            logits):
+            for b in np.flatnonzero(alive):
+                toks[b].append(int(tok[b]))
+        stacked = np.stack(logits, 1) if logits else np.zeros((batch, 0, len(self.vocab)))
+        return toks, stacked
+
+    # -- scoring ----------------------------------------------------------------------------
+    def logits_for(self, text: str) -> np.ndarray:
+        """Logits before each of text[1:], context carried from a zero state at text[0]."""
+        ids = encode(text, self.vocab)
+        state = self.net.zero_state(1)
+        out = np.empty((max(len(ids) - 1, 0), len(self.vocab)), np.float32)
+        for i in range(len(ids) - 1):
+            out[i] = self.net.step(ids[i: i + 1], state)[0]
+        return out
+
+    def score(self, text: str) -> float:
+        """Mean negative log-likelihood of text[1:] in bits per character."""
+        if len(text) < 2:
+            raise ValueError("score needs at least two characters")
+        ids = encode(text, self.vocab)
+        if self.backend == "tf":
+            logits = self._tf_backend().logits_for(ids)
+        else:
+            logits = self.logits_for(text)
+        z = logits.astype(np.float64)
+        z -= z.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        return float(-logp[np.arange(len(ids) - 1), ids[1:]].mean() / LN2)
+
+    # -- TensorFlow backend -----------------------------------------------------------------
+    def _tf_backend(self):
+        with self._lock:
+            if self._tf is None:
+                from .tf_sampler import TFGenerator
+                self._tf = TFGenerator(self.cfg, self.ckpt.weights)
+            return self._tf
+
+
+def _tf_sees_gpu() -> bool:
+    try:
+        import tensorflow as tf
+        return bool(tf.config.list_physical_devices("GPU"))
+    except Exception:  # a broken CUDA install must not stop the CPU path
+        return False
+
+
+_SHIPPED: dict[str, Sampler] = {}
+_SHIPPED_LOCK = threading.Lock()
+
+
+def load_sampler(path: str | Path | None = None, backend: str = "auto") -> Sampler:
+    """A Sampler for a checkpoint folder; None means the shipped weights (loaded once)."""
+    if path is None:
+        with _SHIPPED_LOCK:
+            if backend not in _SHIPPED:
+                _SHIPPED[backend] = Sampler(ckpt_io.load(None), backend)
+            return _SHIPPED[backend]
+    return Sampler(ckpt_io.load(path), backend)
