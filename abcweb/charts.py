@@ -1,0 +1,225 @@
+"""Altair charts of what the model was thinking while it wrote a tune.
+
+Pure functions from a Generation to data frames and charts, so they can be tested without a
+page. Every per-character chart colours a character by its kind in ABC (note, bar line, header,
+other) with the same fixed colours, and names its click selection `pick` over the field
+`step` (the index of the character in the generated text), so the page reads a click the same
+way from any of them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from .sampler import Generation
+from .tunes import token_kind, token_kinds
+
+KINDS = ["note", "bar", "header", "other"]
+KIND_COLOURS = ["#2e7d32", "#1565c0", "#ef6c00", "#9e9e9e"]
+KIND_LABELS = {"note": "note", "bar": "bar line", "header": "header", "other": "other"}
+SELECTION = "pick"
+DISTRIBUTION_MIN_P = 0.002  # candidates below this at both temperatures are left out
+DISTRIBUTION_MAX_BARS = 30
+
+
+def show_char(c: str) -> str:
+    """A character as a person can see it in a tooltip or an axis label."""
+    return {"\n": "⏎", " ": "␣", "\t": "⇥"}.get(c, c)
+
+
+def _kind_colour(title: str | None = "kind") -> alt.Color:
+    # A fixed domain keeps colours the same when a tune happens to lack a kind.
+    return alt.Color("kind:N", title=title, scale=alt.Scale(domain=KINDS, range=KIND_COLOURS),
+                     legend=alt.Legend(orient="top", labelExpr=_legend_expr()))
+
+
+def _legend_expr() -> str:
+    return "{" + ", ".join(f"'{k}': '{v}'" for k, v in KIND_LABELS.items()) + "}[datum.label]"
+
+
+def steps_frame(g: Generation) -> pd.DataFrame:
+    """One row per generated character: step, its place in the text, the character, its
+    probability, the entropy it was drawn from, its kind and the top alternatives."""
+    steps = g.steps
+    kinds = token_kinds(g.text)[len(g.prime):]
+    line = g.prime.count("\n") + 1
+    lines = []
+    for c in g.generated:
+        lines.append(line)
+        line += c == "\n"
+    return pd.DataFrame({
+        "step": np.arange(len(steps), dtype=int),
+        "pos": np.arange(len(steps), dtype=int) + len(g.prime),
+        "char": [show_char(s.char) for s in steps],
+        "prob": [s.prob for s in steps],
+        "entropy": [s.entropy for s in steps],
+        "kind": kinds,
+        "line": lines,
+        "alternatives": [" · ".join(f"{show_char(c)} {p:.2f}" for c, p in s.top)
+                         for s in steps],
+    })
+
+
+def _selection() -> alt.Parameter:
+    # nearest: a click anywhere near a point picks it; 600 small points are hard to hit.
+    return alt.selection_point(name=SELECTION, fields=["step"], on="click", nearest=True,
+                               clear="dblclick")
+
+
+def _tooltip(extra: list) -> list:
+    return [alt.Tooltip("step:Q", title="step"), alt.Tooltip("char:N", title="character"),
+            *extra, alt.Tooltip("kind:N", title="kind"),
+            alt.Tooltip("alternatives:N", title="top alternatives")]
+
+
+def probability_chart(g: Generation, height: int = 220) -> alt.Chart:
+    """The probability the model gave each character it chose, along the tune."""
+    data = steps_frame(g)
+    pick = _selection()
+    return (
+        alt.Chart(data, height=height,
+                  title=alt.Title("Probability of each chosen character",
+                                  subtitle=f"at temperature {g.temperature:g}"
+                                  + (f", top-k {g.top_k}" if g.top_k else "")
+                                  + ". Hover for the alternatives; click to pick a step."))
+        .mark_circle(size=28)
+        .encode(
+            x=alt.X("step:Q", title="character in the generated text",
+                    scale=alt.Scale(domain=[0, max(len(data) - 1, 1)], nice=False)),
+            y=alt.Y("prob:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
+            color=_kind_colour(),
+            opacity=alt.condition(pick, alt.value(0.95), alt.value(0.35)),
+            size=alt.condition(pick, alt.value(28), alt.value(22)),
+            tooltip=_tooltip([alt.Tooltip("prob:Q", title="probability", format=".3f")]),
+        )
+        .add_params(pick)
+    )
+
+
+def entropy_chart(g: Generation, height: int = 180) -> alt.LayerChart:
+    """How unsure the model was before each character: entropy in bits (0: certain)."""
+    data = steps_frame(g)
+    pick = _selection()
+    top = max(1.0, math.ceil(float(data["entropy"].max()) if len(data) else 1.0))
+    base = alt.Chart(data, height=height,
+                     title=alt.Title("Entropy before each character",
+                                     subtitle="bits; 0 means the model was sure. Click to "
+                                              "pick a step."))
+    x = alt.X("step:Q", title="character in the generated text",
+              scale=alt.Scale(domain=[0, max(len(data) - 1, 1)], nice=False))
+    y = alt.Y("entropy:Q", title="entropy (bits)", scale=alt.Scale(domain=[0, top]))
+    line = base.mark_line(color="#bdbdbd", strokeWidth=1).encode(x=x, y=y)
+    points = base.mark_circle(size=18).encode(
+        x=x, y=y, color=_kind_colour(),
+        opacity=alt.condition(pick, alt.value(0.95), alt.value(0.35)),
+        tooltip=_tooltip([alt.Tooltip("entropy:Q", title="entropy (bits)", format=".2f")]),
+    ).add_params(pick)
+    return alt.layer(line, points)
+
+
+def candidate_kind(g: Generation, step: int, c: str) -> str:
+    """The kind `c` would have had if the model had written it at `step`."""
+    if c == "\n":
+        return "other"
+    before = g.text[: len(g.prime) + step]
+    line = before[before.rfind("\n") + 1:]
+    return token_kind(line + c, len(line))
+
+
+def distribution_frame(g: Generation, step: int, max_bars: int = DISTRIBUTION_MAX_BARS
+                       ) -> pd.DataFrame:
+    """The next-character distribution before `step`, at the sampling temperature (with its
+    top-k) and at temperature 1, for the most likely candidates."""
+    if not 0 <= step < len(g.generated):
+        raise IndexError(f"step {step} is outside 0 .. {len(g.generated) - 1}")
+    here = g.distribution(step)
+    plain = g.distribution(step, 1.0)
+    chars = sorted(here, key=lambda c: (-max(here[c], plain[c]), c))
+    chars = [c for c in chars if max(here[c], plain[c]) >= DISTRIBUTION_MIN_P][:max_bars]
+    chosen = g.generated[step]
+    if chosen not in chars:
+        chars.append(chosen)
+    label_t = f"T={g.temperature:g}" + (f", top-{g.top_k}" if g.top_k else "") + " (sampled)"
+    rows = []
+    for rank, c in enumerate(chars):
+        kind = candidate_kind(g, step, c)
+        for which, dist in ((label_t, here), ("T=1", plain)):
+            rows.append({"char": show_char(c), "rank": rank, "temperature": which,
+                         "prob": float(dist[c]), "kind": kind, "chosen": c == chosen})
+    return pd.DataFrame(rows)
+
+
+def distribution_chart(g: Generation, step: int, height: int = 240) -> alt.LayerChart:
+    """Bars for the candidates before `step`: solid at the sampling temperature, pale at
+    temperature 1; the chosen character is outlined."""
+    data = distribution_frame(g, step)
+    order = data.drop_duplicates("char").sort_values("rank")["char"].tolist()
+    temps = list(dict.fromkeys(data["temperature"]))
+    context = g.text[max(0, len(g.prime) + step - 24): len(g.prime) + step]
+    context = "".join(show_char(c) for c in context)
+    base = alt.Chart(data, height=height, title=alt.Title(
+        f"Next character at step {step}: the model wrote {show_char(g.generated[step])!r}",
+        subtitle=f"after …{context}"))
+    x = alt.X("char:N", sort=order, title="candidate next character",
+              axis=alt.Axis(labelAngle=0, labelFontSize=13))
+    bars = base.mark_bar().encode(
+        x=x,
+        xOffset=alt.XOffset("temperature:N", sort=temps),
+        y=alt.Y("prob:Q", title="probability"),
+        color=_kind_colour(),
+        opacity=alt.Opacity("temperature:N", sort=temps,
+                            scale=alt.Scale(domain=temps, range=[1.0, 0.4]),
+                            legend=alt.Legend(orient="top", title=None)),
+        stroke=alt.condition("datum.chosen", alt.value("#000000"), alt.value(None)),
+        strokeWidth=alt.condition("datum.chosen", alt.value(2), alt.value(0)),
+        tooltip=[alt.Tooltip("char:N", title="character"),
+                 alt.Tooltip("temperature:N", title="distribution"),
+                 alt.Tooltip("prob:Q", title="probability", format=".3f"),
+                 alt.Tooltip("kind:N", title="kind")],
+    )
+    return alt.layer(bars)
+
+
+def picked_step(selection, n: int) -> int | None:
+    """The step a click picked, from st.altair_chart's selection state (None: no click)."""
+    try:
+        points = selection["selection"][SELECTION]
+    except (KeyError, TypeError):
+        return None
+    if not points:
+        return None
+    value = points[0].get("step") if isinstance(points[0], dict) else None
+    try:
+        step = int(value)
+    except (TypeError, ValueError):
+        return None
+    return step if 0 <= step < n else None
+
+
+def loss_chart(history: list[dict], height: int = 260) -> alt.Chart:
+    """Training and validation loss (bits per character) against the step."""
+    rows = []
+    for m in history:
+        rows.append({"step": m["step"], "bpc": m["train_bpc"], "curve": "train"})
+        if m.get("val_bpc") is not None:
+            rows.append({"step": m["step"], "bpc": m["val_bpc"], "curve": "validation"})
+    data = pd.DataFrame(rows, columns=["step", "bpc", "curve"])
+    curves = ["train", "validation"]
+    colour = alt.Color("curve:N", title=None, scale=alt.Scale(domain=curves,
+                                                              range=["#90caf9", "#d84315"]),
+                       legend=alt.Legend(orient="top"))
+    base = alt.Chart(data, height=height, title=alt.Title(
+        "Loss", subtitle="bits per character (lower is better)"))
+    x = alt.X("step:Q", title="training step")
+    y = alt.Y("bpc:Q", title="bits per character", scale=alt.Scale(zero=False))
+    train = base.transform_filter("datum.curve == 'train'").mark_line().encode(
+        x=x, y=y, color=colour)
+    val = base.transform_filter("datum.curve == 'validation'").mark_line(
+        point=True, strokeWidth=2.5).encode(
+        x=x, y=y, color=colour, tooltip=[alt.Tooltip("step:Q"),
+                                         alt.Tooltip("bpc:Q", format=".3f", title="val bpc")])
+    return alt.layer(train, val)

@@ -1,0 +1,144 @@
+"""Generation settings <-> URL query parameters, for links that bring back the exact tune.
+
+A share link carries five settings; with the shipped model they fix the tune completely:
+
+    ?seed=42&prime=X%3A&length=600&temperature=0.8&top_k=0
+
+Reading a link never fails. Each parameter is read on its own; a missing one takes its default
+silently, and a bad one takes its default (non-numeric, non-finite) or is clamped to the
+dashboard's range (out of range) with a message saying what was changed:
+
+| parameter     | default | range, and what happens outside it                              |
+|---------------|---------|-----------------------------------------------------------------|
+| `seed`        | 0       | whole number 0 .. 2**32-1; clamped                              |
+| `prime`       | `X:`    | the seed text, 1 .. MAX_PRIME characters; empty -> default,     |
+|               |         | longer -> cut (unknown characters are the sampler's to refuse)  |
+| `length`      | 600     | LENGTH_MIN .. LENGTH_MAX; clamped, then rounded to LENGTH_STEP  |
+| `temperature` | 1.0     | 0 .. 2; clamped, then rounded to TEMPERATURE_STEP               |
+| `top_k`       | 0 (off) | 0 .. TOP_K_MAX; clamped                                         |
+
+Rounding to the sliders' steps keeps a link's settings and the page's widgets the same values,
+so the tune a link brings back is the one the widgets describe. Links the page writes are always
+on the steps already, so they come back unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from urllib.parse import urlencode
+
+from .sampler import MAX_PRIME
+
+SEED_MAX = 2**32 - 1
+LENGTH_MIN, LENGTH_MAX, LENGTH_STEP = 10, 2000, 10
+TEMPERATURE_MIN, TEMPERATURE_MAX, TEMPERATURE_STEP = 0.0, 2.0, 0.05
+TOP_K_MAX = 40
+KEYS = ("seed", "prime", "length", "temperature", "top_k")
+
+
+@dataclass(frozen=True)
+class Settings:
+    seed: int = 0
+    prime: str = "X:"
+    length: int = 600
+    temperature: float = 1.0
+    top_k: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+DEFAULTS = Settings()
+
+
+def round_temperature(t: float) -> float:
+    # Two decimals: 0.1 + 0.05 style float noise must not show up in a link or a cache key.
+    return round(round(t / TEMPERATURE_STEP) * TEMPERATURE_STEP, 2)
+
+
+def _first(value):
+    # st.query_params gives the last value of a repeated key; a plain dict of lists the list.
+    if isinstance(value, (list, tuple)):
+        return value[-1] if value else None
+    return value
+
+
+def _number(name: str, raw, kind, default, low, high, messages: list[str]):
+    text = str(raw).strip()
+    try:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError
+    except ValueError:
+        messages.append(f"{name} {text!r} is not a number: using {default}")
+        return default
+    if kind is int and value != int(value):
+        messages.append(f"{name} {text} is not a whole number: using {int(value)}")
+    value = kind(value)
+    if value < low or value > high:
+        clamped = min(max(value, low), high)
+        messages.append(f"{name} {text} is outside {low} .. {high}: using {clamped}")
+        return clamped
+    return value
+
+
+def from_query(query: Mapping) -> tuple[Settings, list[str]]:
+    """Settings from query parameters, and one message per parameter that was changed."""
+    messages: list[str] = []
+    d = DEFAULTS
+    get = {k: _first(query.get(k)) for k in KEYS}
+
+    seed = d.seed if get["seed"] is None else _number(
+        "seed", get["seed"], int, d.seed, 0, SEED_MAX, messages)
+
+    prime = d.prime if get["prime"] is None else str(get["prime"])
+    prime = prime.replace("\r\n", "\n").replace("\r", "\n")
+    if not prime:
+        messages.append(f"the seed text is empty: using {d.prime!r}")
+        prime = d.prime
+    if len(prime) > MAX_PRIME:
+        messages.append(f"the seed text is {len(prime):,} characters: cut to {MAX_PRIME:,}")
+        prime = prime[:MAX_PRIME]
+
+    length = d.length if get["length"] is None else _number(
+        "length", get["length"], int, d.length, LENGTH_MIN, LENGTH_MAX, messages)
+    stepped = int(round(length / LENGTH_STEP)) * LENGTH_STEP
+    stepped = min(max(stepped, LENGTH_MIN), LENGTH_MAX)
+    if stepped != length:
+        messages.append(f"length {length} rounded to {stepped} (steps of {LENGTH_STEP})")
+    length = stepped
+
+    temperature = d.temperature if get["temperature"] is None else _number(
+        "temperature", get["temperature"], float, d.temperature, TEMPERATURE_MIN,
+        TEMPERATURE_MAX, messages)
+    rounded = round_temperature(temperature)
+    if abs(rounded - temperature) > 1e-9:
+        messages.append(f"temperature {temperature:g} rounded to {rounded:g} "
+                        f"(steps of {TEMPERATURE_STEP:g})")
+    temperature = rounded
+
+    top_k = d.top_k if get["top_k"] is None else _number(
+        "top_k", get["top_k"], int, d.top_k, 0, TOP_K_MAX, messages)
+
+    return Settings(int(seed), prime, int(length), float(temperature), int(top_k)), messages
+
+
+def to_query(settings: Settings) -> dict[str, str]:
+    """The query parameters for settings (all five, so a link never depends on defaults that
+    may change later)."""
+    return {
+        "seed": str(int(settings.seed)),
+        "prime": settings.prime,
+        "length": str(int(settings.length)),
+        "temperature": f"{round_temperature(settings.temperature):g}",
+        "top_k": str(int(settings.top_k)),
+    }
+
+
+def share_url(base: str | None, settings: Settings) -> str:
+    """A full link (or just `?query` when the page's own address is unknown)."""
+    query = urlencode(to_query(settings))
+    base = (base or "").split("?", 1)[0].split("#", 1)[0]
+    return f"{base}?{query}"

@@ -1,0 +1,152 @@
+"""Engine benchmark: sampler and training speed against the notebook's way, on one machine.
+
+    python bench/bench_engine.py [--chars 300] [--train-steps 6]
+
+Prints, for the `notebook` preset (Embedding 256, LSTM 1024, Dense over irish.abc's 83
+characters) at batch 1:
+- chars/s of our NumPy sampler and our tf.function sampler, and of the notebook's way (one
+  Keras model call per character, carrying the LSTM state by hand as Keras 3 requires);
+- a matrix-vector bound: the chars/s if a step cost nothing but its two unavoidable products
+  (state @ recurrent kernel, state @ dense kernel), timed with NumPy on this machine;
+- training steps/s at batch 64 x 100: our compiled step and the notebook's eager GradientTape
+  loop; and the shipped model's time for 600 characters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from abcweb import checkpoint, load_sampler  # noqa: E402
+from abcweb.model import ModelConfig, build_model, get_weights  # noqa: E402
+from abcweb.sampler import Sampler  # noqa: E402
+
+IRISH = os.environ.get("ABCWEB_IRISH", "../shared/data/irish.abc")
+
+
+def best_of(fn, runs=5):
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times), statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chars", type=int, default=300)
+    ap.add_argument("--notebook-chars", type=int, default=100)
+    ap.add_argument("--train-steps", type=int, default=6)
+    args = ap.parse_args()
+
+    import tensorflow as tf
+    text = open(IRISH).read()
+    vocab = "".join(sorted(set(text)))
+    cfg = ModelConfig(vocab=vocab, embedding=256, units=1024, layers=1)
+    tf.random.set_seed(0)
+    model = build_model(cfg)
+    ck = checkpoint.Checkpoint(cfg, get_weights(model, cfg), {})
+    print(f"notebook preset: {cfg.parameter_count():,} parameters, vocabulary {len(vocab)}, "
+          f"{os.cpu_count()} CPUs, TensorFlow {tf.__version__}")
+
+    # -- sampling -------------------------------------------------------------------------
+    n = args.chars
+    np_s = Sampler(ck, "numpy")
+    tf_s = Sampler(ck, "tf")
+    tf_s.generate("X", 5, 1.0, stop_at_end=False)  # trace once
+    t_np, _ = best_of(lambda: np_s.generate("X", n, 1.0, seed=1, stop_at_end=False))
+    t_tf, _ = best_of(lambda: tf_s.generate("X", n, 1.0, seed=1, stop_at_end=False))
+
+    ids = np.array([[vocab.index("X")]], np.int32)
+    states = [np.zeros((1, cfg.units), np.float32)] * 2
+    rng = np.random.default_rng(0)
+
+    def notebook_way():  # one eager Keras call per character, as the notebook did
+        x, st = ids, states
+        for _ in range(args.notebook_chars):
+            logits, h, c = model([x, *st])
+            st = [h, c]
+            p = tf.nn.softmax(logits[0, -1]).numpy().astype(np.float64)
+            x = np.array([[rng.choice(len(vocab), p=p / p.sum())]], np.int32)
+
+    notebook_way()
+    t_nb, _ = best_of(notebook_way, runs=3)
+
+    w = ck.weights
+    h = np.random.default_rng(1).standard_normal((1, cfg.units)).astype(np.float32)
+    rk, dk = w["lstm_0/recurrent_kernel"], w["dense/kernel"]
+
+    def bound():
+        for _ in range(n):
+            h @ rk
+            h @ dk
+
+    t_bound, _ = best_of(bound)
+    cps = {k: n / t for k, t in (("numpy", t_np), ("tf", t_tf), ("bound", t_bound))}
+    cps["notebook"] = args.notebook_chars / t_nb
+    print(f"sampler, batch 1, chars/s: numpy {cps['numpy']:,.0f}  tf.function {cps['tf']:,.0f}"
+          f"  notebook way {cps['notebook']:,.1f}  matvec bound {cps['bound']:,.0f}")
+    best = max(cps["numpy"], cps["tf"])
+    print(f"  ours / notebook way = {best / cps['notebook']:.0f}x (target >= 60x); "
+          f"ours / bound = {best / cps['bound']:.0%} (target >= 50%)")
+
+    # -- training -------------------------------------------------------------------------
+    import keras
+
+    from abcweb.corpus import Corpus
+    from abcweb.train import Trainer, TrainSettings
+
+    tunes = text.split("\n\n")
+    trainer = Trainer(cfg, Corpus("irish", tunes), None,
+                      TrainSettings(steps=10**6, batch=64, seq_len=100, eval_every=0))
+    run = trainer.run()
+    next(run)  # trace
+    t0 = time.perf_counter()
+    for _ in range(args.train_steps):
+        next(run)
+    ours = args.train_steps / (time.perf_counter() - t0)
+
+    eager_model = build_model(cfg)
+    opt = keras.optimizers.Adam(5e-3)
+    all_ids = np.array([vocab.index(c) for c in text], np.int32)
+    zero = [tf.zeros((64, cfg.units))] * 2
+
+    def eager_step():  # the notebook's loop: random windows, GradientTape, no tf.function
+        idx = rng.integers(0, len(all_ids) - 101, 64)
+        x = np.stack([all_ids[i: i + 100] for i in idx])
+        y = np.stack([all_ids[i + 1: i + 101] for i in idx])
+        with tf.GradientTape() as tape:
+            logits = eager_model([x, *zero])[0]
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+                y, logits, from_logits=True))
+        grads = tape.gradient(loss, eager_model.trainable_variables)
+        opt.apply_gradients(zip(grads, eager_model.trainable_variables))
+
+    eager_step()
+    t0 = time.perf_counter()
+    for _ in range(args.train_steps):
+        eager_step()
+    eager = args.train_steps / (time.perf_counter() - t0)
+    print(f"training, batch 64 x 100, steps/s: ours {ours:.3f}  notebook loop {eager:.3f}  "
+          f"ratio {ours / eager:.2f}x (target >= 1.5x)")
+
+    # -- the shipped model ----------------------------------------------------------------
+    try:
+        s = load_sampler(backend="numpy")
+    except checkpoint.CheckpointError as e:
+        print(f"shipped model: {e}")
+        return
+    _, med = best_of(lambda: s.generate("X:", 600, 1.0, seed=0, stop_at_end=False), runs=7)
+    print(f"shipped model ({s.cfg.units} units x {s.cfg.layers}): 600 chars in {med * 1000:.0f} ms"
+          " (median of 7; target < 300 ms)")
+
+
+if __name__ == "__main__":
+    main()

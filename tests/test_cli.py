@@ -1,0 +1,99 @@
+import subprocess
+import sys
+
+import pytest
+
+from abcweb import checkpoint
+
+from conftest import ROOT
+
+
+def cli(*args, stdin=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "abcweb", *map(str, args)], input=stdin,
+                          capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+
+
+def assert_clean_error(p, *words):
+    assert p.returncode == 2
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+def test_help_lists_the_commands():
+    p = cli("--help")
+    assert p.returncode == 0
+    for cmd in ("sample", "train", "evaluate", "render"):
+        assert cmd in p.stdout
+    p = cli("sample", "--help")
+    assert p.returncode == 0 and "--temperature" in p.stdout and "--top-k" in p.stdout
+
+
+def test_sample_prints_abc(tiny_dir):
+    p = cli("sample", "--weights", tiny_dir, "--seed", 3, "--length", 80, "--prime", "X:1\\nT:",
+            "--top-k", 10, "--temperature", 0.8)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("X:1\nT:")
+    assert len(p.stdout) <= len("X:1\nT:") + 80 + 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--temperature", "hot"], ["temperature", "hot"]),
+    (["--temperature", "-1"], ["temperature"]),
+    (["--temperature", "nan"], ["temperature"]),
+    (["--length", "-5"], ["length"]),
+    (["--length", "99999999"], ["length"]),
+    (["--top-k", "x"], ["top-k"]),
+    (["--seed", "1.5"], ["seed"]),
+    (["--prime", "X:\u00e9"], ["'\u00e9'"]),
+    (["--prime", ""], ["empty"]),
+    (["--weights", "/nonexistent/folder"], ["no checkpoint"]),
+    (["--bogus"], ["unrecognized"]),
+])
+def test_sample_bad_arguments(tiny_dir, args, words):
+    base = [] if "--weights" in args else ["--weights", tiny_dir]
+    assert_clean_error(cli("sample", *base, *args), *words)
+
+
+def test_unknown_command():
+    assert_clean_error(cli("dance"), "invalid choice")
+
+
+def test_damaged_weights(tiny_dir, tmp_path):
+    import shutil
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_dir, bad)
+    f = next(bad.glob("model-*.npz"))
+    f.write_bytes(f.read_bytes()[:100])
+    assert_clean_error(cli("sample", "--weights", bad), "damaged")
+
+
+def test_train_errors(tmp_path):
+    assert_clean_error(cli("train", "--out", tmp_path / "x"), "nothing to train on")
+    assert_clean_error(cli("train", "--out", tmp_path / "x", "--corpus", tmp_path / "no.abc"),
+                       "cannot read")
+    assert_clean_error(cli("train", "--out", tmp_path / "x", "--recipe", "shipped"), "--irish")
+    assert_clean_error(cli("train", "--out", tmp_path / "x", "--corpus", "miscFolk", "--lr", "5"),
+                       "learning rate")
+
+
+@pytest.mark.slow
+def test_train_then_resume_from_the_cli(irish_path, tmp_path):
+    abc = tmp_path / "tunes.abc"
+    abc.write_text("\n\n".join(irish_path.read_text().split("\n\n")[:60]))
+    out = tmp_path / "run"
+    args = ["train", "--corpus", abc, "--preset", "tiny", "--out", out, "--batch", 8,
+            "--seq-len", 32, "--eval-every", 5, "--lr", 0.01]
+    p = cli(*args, "--steps", 10)
+    assert p.returncode == 0, p.stderr
+    assert checkpoint.load(out).steps == 10
+    p = cli(*args, "--steps", 15)
+    assert p.returncode == 0, p.stderr
+    assert "resuming" in p.stderr
+    ck = checkpoint.load(out)
+    assert ck.steps == 15 and [h["step"] for h in ck.info["history"]] == [5, 10, 15]
+    p = cli("sample", "--weights", out, "--length", 30)
+    assert p.returncode == 0 and p.stdout.startswith("X:")

@@ -1,0 +1,166 @@
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from abcweb import UnknownCharacters, checkpoint, load_sampler
+from abcweb.model import ModelConfig, build_model, encode, set_weights, zero_states
+from abcweb.sampler import Sampler, TuneEnd
+
+from conftest import ROOT, random_checkpoint
+
+
+@pytest.fixture(scope="module")
+def s(tiny_dir):
+    return load_sampler(tiny_dir, backend="numpy")
+
+
+@pytest.fixture(scope="module")
+def s_tf(tiny_dir):
+    return load_sampler(tiny_dir, backend="tf")
+
+
+def test_same_arguments_same_text_in_process(s):
+    a = s.generate("X:", 300, 1.0, seed=5)
+    b = s.generate("X:", 300, 1.0, seed=5)
+    c = s.generate("X:", 300, 1.0, seed=6)
+    assert a.text == b.text
+    assert a.text != c.text
+    assert a.text.startswith("X:") and len(a.generated) <= 300
+
+
+def test_same_text_across_processes(tiny_dir):
+    cmd = [sys.executable, "-m", "abcweb", "sample", "--weights", str(tiny_dir), "--seed", "11",
+           "--length", "200", "--temperature", "0.9", "--backend", "numpy"]
+    outs = [subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+            for _ in range(2)]
+    assert all(o.returncode == 0 for o in outs), outs[0].stderr
+    assert outs[0].stdout == outs[1].stdout
+    assert outs[0].stdout.startswith("X:") and len(outs[0].stdout) > 50
+
+
+def test_numpy_logits_match_keras(tiny_dir, s):
+    ck = checkpoint.load(tiny_dir)
+    model = build_model(ck.config)
+    set_weights(model, ck.config, ck.weights)
+    text = "X:1\nT:Test\nM:6/8\nK:D\n|:dAF DFA|dfe dBA:|\n"
+    ids = encode(text, ck.config.vocab)
+    keras_logits = np.asarray(model([ids[None], *zero_states(ck.config, 1)])[0])[0, :-1]
+    assert np.abs(keras_logits - s.logits_for(text)).max() < 1e-4
+
+
+def test_tf_backend_matches_numpy_without_retracing(s, s_tf):
+    runs = [("X:", 120, 1.0, 0, 0), ("X:", 200, 0.5, 3, 5), ("X:1\nT:", 80, 2.0, 9, 0),
+            ("M:6/8\n", 150, 0.0, 1, 0), ("X:", 60, 1.3, 2**40, 10)]
+    for prime, length, temp, seed, k in runs:
+        a = s.generate(prime, length, temp, seed, k)
+        b = s_tf.generate(prime, length, temp, seed, k)
+        assert a.text == b.text
+        assert np.abs(a.logits - b.logits).max() < 1e-4
+    many = s_tf.generate_many("X:", 90, 1.0, seeds=[1, 2, 3, 4])
+    assert [g.text for g in many] == [s.generate("X:", 90, 1.0, seed).text for seed in (1, 2, 3, 4)]
+    assert s_tf.traces == 1  # temperature, length, seed, top-k and batch never retrace
+
+
+def test_scores_agree_between_backends(s, s_tf):
+    text = "X:1\nT:Scored\nK:G\nGABc dedB|\n"
+    assert s.score(text) == pytest.approx(s_tf.score(text), abs=1e-4)
+    assert 0 < s.score(text) < 20
+
+
+def test_generate_many_equals_single(s):
+    many = s.generate_many("X:", 150, 1.0, seeds=[7, 8, 9])
+    for seed, g in zip([7, 8, 9], many):
+        assert g.text == s.generate("X:", 150, 1.0, seed).text
+
+
+def test_temperature_zero_is_greedy_and_top_k_one_too(s):
+    g = s.generate("X:", 100, 0.0, seed=1)
+    assert all(st.char == max(st.top, key=lambda t: t[1])[0] for st in g.steps)
+    assert all(st.prob == 1.0 and st.entropy == 0.0 for st in g.steps)
+    assert s.generate("X:", 100, 0.0, seed=99).text == g.text  # the seed does not matter
+    assert s.generate("X:", 100, 1.0, seed=1, top_k=1).text == g.text
+
+
+def test_high_temperature_flattens_the_distribution(s):
+    g = s.generate("X:", 50, 100.0, seed=0)
+    v = len(s.vocab)
+    assert min(st.entropy for st in g.steps) > math.log2(v) - 0.05
+    cold = s.generate("X:", 50, 0.3, seed=0)
+    assert np.mean([st.entropy for st in cold.steps]) < np.mean([st.entropy for st in g.steps])
+
+
+def test_top_k_restricts_choices(s):
+    g = s.generate("X:", 200, 1.5, seed=4, top_k=3)
+    probs = g.probabilities()
+    assert ((probs > 0).sum(-1) <= 3).all()
+    for st in g.steps:
+        assert st.prob > 0
+        assert abs(sum(p for _, p in st.top) - 1.0) < 1e-6
+
+
+def test_distribution_at_other_temperature(s):
+    g = s.generate("X:", 30, 0.5, seed=2)
+    d_half, d_one = g.distribution(3), g.distribution(3, temperature=1.0)
+    assert sum(d_half.values()) == pytest.approx(1.0)
+    assert max(d_half.values()) >= max(d_one.values())
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(temperature=-0.1), "temperature"), (dict(temperature=float("nan")), "temperature"),
+    (dict(temperature=float("inf")), "temperature"), (dict(temperature=1e9), "temperature"),
+    (dict(length=-1), "length"), (dict(length=10**9), "length"), (dict(top_k=-1), "top-k"),
+    (dict(top_k=10**6), "top-k"), (dict(prime=""), "empty"), (dict(prime="X" * 10**6), "most"),
+    (dict(seed=-3), "seed"), (dict(seed="abc"), "seed"),
+])
+def test_bad_arguments_raise_clear_errors(s, bad, message):
+    with pytest.raises(ValueError, match=message):
+        s.generate(**{"prime": "X:", "length": 10, **bad})
+
+
+def test_unknown_characters_are_named(s):
+    with pytest.raises(UnknownCharacters) as e:
+        s.generate("X:1\nT:Caf\u00e9 \u266b", 10)
+    assert "'\u00e9'" in str(e.value) and "'\u266b'" in str(e.value)
+    assert e.value.chars == ["\u00e9", "\u266b"]
+
+
+def test_length_zero_gives_the_prime(s):
+    g = s.generate("X:1\n", 0)
+    assert g.text == "X:1\n" and g.steps == [] and g.logits.shape[0] == 0
+
+
+def test_stream_gives_the_same_text(s):
+    g = s.generate("X:", 230, 1.0, seed=3)
+    chunks = list(s.stream("X:", 230, 1.0, seed=3, every=40))
+    assert "".join(chunks) == g.generated
+    assert len(chunks) == math.ceil(len(g.generated) / 40)
+
+
+def newline_model() -> checkpoint.Checkpoint:
+    """A model that always says newline: it makes the tune-end rule observable."""
+    ck = random_checkpoint(ModelConfig(embedding=4, units=8, layers=1), scale=0.01)
+    ck.weights["dense/bias"][:] = -20.0
+    ck.weights["dense/bias"][ck.config.vocab.index("\n")] = 20.0
+    return ck
+
+
+@pytest.mark.parametrize("backend", ["numpy", "tf"])
+def test_stop_at_end_of_first_complete_tune(backend):
+    s = Sampler(newline_model(), backend)
+    g = s.generate("X:1\nT:a\nK:D\nabc|", 50, 1.0)
+    assert g.generated == "\n\n" and g.stopped == "end"
+    g = s.generate("X:1\nT:a\nK:D\nabc|", 50, 1.0, stop_at_end=False)
+    assert len(g.generated) == 50 and g.stopped == "length"
+    g = s.generate("X:1\nT:no key line yet", 50, 1.0)  # no K: line: not a tune body yet
+    assert len(g.generated) == 50 and g.stopped == "length"
+    g = s.generate("X:1\nK:G", 50, 1.0)  # the K: line ends, then a blank line
+    assert g.generated == "\n\n"
+
+
+def test_tune_end_tracker():
+    end = TuneEnd("X:1\nT:t\n", 1)
+    seen = [bool(end.update([c])[0]) for c in "K:D\nabc\n\n"]
+    assert seen == [False] * 8 + [True]
