@@ -116,24 +116,30 @@ def _run(
     max_files: int | None = None,
     what: str = "output",
     env: dict | None = None,
-) -> tuple[int, str, bool]:
-    """Run args in cwd; returns (exit code, stdout+stderr text, stopped because too long).
+) -> tuple[int, str, str, bool]:
+    """Run args in cwd; returns (exit code, stdout, stderr, stopped because it printed too much).
 
     Stops the tool when it runs past `timeout` (ToolTimeout) or writes more than `max_files`
     bytes into cwd (ToolError). Printing more than `max_out` stops it too; the caller is told,
-    since for abc2midi a flood of warnings is still a (bad) check result.
+    since for abc2midi a flood of warnings is still a (bad) check result. stderr goes to a
+    file in cwd, so it counts against `max_files` and never mixes into stdout (abcm2ps's SVG).
     """
     name = os.path.basename(args[0])
     deadline = time.monotonic() + timeout
-    proc = subprocess.Popen(
-        args,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=None if env is None else {**os.environ, **env},
-    )
+    err_path = os.path.join(cwd, ".stderr")
+    try:
+        with open(err_path, "wb") as err_file:
+            proc = subprocess.Popen(
+                args,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err_file,
+                start_new_session=True,
+                env=None if env is None else {**os.environ, **env},
+            )
+    except OSError as e:
+        raise ToolError(f"cannot run {name}: {e.strerror or e}") from None
     out, flooded = bytearray(), False
 
     def stop_reason() -> ToolError | None:
@@ -163,7 +169,9 @@ def _run(
             proc.kill()
         proc.wait()
         proc.stdout.close()
-    return proc.returncode, out[:max_out].decode("utf-8", "replace"), flooded
+    with open(err_path, "rb") as f:
+        err = f.read(max_out).decode("utf-8", "replace")
+    return proc.returncode, out[:max_out].decode("utf-8", "replace"), err, flooded
 
 
 # Directives that read or embed other files, raw SVG or PostScript. `%%MIDI` stays (abc2midi
@@ -321,7 +329,10 @@ def check(abc: str, timeout: float = 10) -> CheckResult:
         return replace(hit, problems=list(hit.problems))
     with _workdir() as tmp:
         _write(os.path.join(tmp, "tune.abc"), text)
-        rc, out, flooded = _run([exe, "tune.abc", "-c"], tmp, timeout, max_files=MAX_MIDI_BYTES)
+        rc, out, err, flooded = _run(
+            [exe, "tune.abc", "-c"], tmp, timeout, max_files=MAX_MIDI_BYTES
+        )
+    out += err
     body = abc.replace("\r\n", "\n").replace("\r", "\n")
     problems = _parse_problems(out, body, offset)
     if flooded:
@@ -376,7 +387,7 @@ def to_midi(abc: str, timeout: float = 10) -> bytes:
         return hit
     with _workdir() as tmp:
         _write(os.path.join(tmp, "tune.abc"), text)
-        rc, out, _ = _run(
+        rc, out, err, _ = _run(
             [exe, "tune.abc", "-o", "tune.mid"],
             tmp,
             timeout,
@@ -388,7 +399,7 @@ def to_midi(abc: str, timeout: float = 10) -> bytes:
     if rc < 0:
         raise ToolError(f"abc2midi crashed (signal {-rc}) on this ABC")
     if not midi.startswith(b"MThd"):
-        raise ToolError(f"abc2midi wrote no MIDI: {_first_error(out)}")
+        raise ToolError(f"abc2midi wrote no MIDI: {_first_error(out + err)}")
     return _cache.put(key, midi, len(midi) + len(text))
 
 
@@ -409,7 +420,7 @@ def to_svg(abc: str, timeout: float = 10) -> str:
     with _workdir() as tmp:
         _write(os.path.join(tmp, "tune.abc"), text)
         # -g: SVG, one file per tune; -O -: to stdout; -q: quiet.
-        rc, out, flooded = _run(
+        rc, out, err, flooded = _run(
             [exe, "-g", "-q", "-O", "-", "tune.abc"],
             tmp,
             timeout,
@@ -420,7 +431,8 @@ def to_svg(abc: str, timeout: float = 10) -> str:
         raise ToolError(f"abcm2ps output grew past {MAX_SVG_BYTES >> 20} MB")
     m = _SVG.search(out)
     if m is None:
-        why = next((ln.strip() for ln in out.splitlines() if "rror" in ln), "no music found")
+        lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
+        why = next((ln for ln in lines if "rror" in ln), lines[0] if lines else "no music found")
         raise ToolError(f"abcm2ps wrote no sheet music: {why}")
     svg = _SVG_COMMENT.sub("", m.group()) + "\n"
     return _cache.put(key, svg, len(svg) + len(text))
@@ -611,7 +623,7 @@ def _render_pcm(midi: bytes, soundfont: Path, timeout: float) -> np.ndarray:
         ]
         try:
             # SDL's ALSA hotplug thread would hold fluidsynth's exit up to 0.1 s.
-            rc, out, _ = _run(
+            rc, out, err, _ = _run(
                 args,
                 tmp,
                 timeout,
@@ -630,16 +642,18 @@ def _render_pcm(midi: bytes, soundfont: Path, timeout: float) -> np.ndarray:
             np.fromfile(raw_path, dtype="<f4") if os.path.isfile(raw_path) else np.zeros(0, "<f4")
         )
     if rc != 0 or samples.size == 0:
-        why = next((ln.strip() for ln in out.splitlines() if ln.strip()), f"exit code {rc}")
+        why = next((ln.strip() for ln in (err + out).splitlines() if ln.strip()), f"exit code {rc}")
         raise ToolError(f"fluidsynth rendered no audio: {why}")
     samples = samples[: samples.size // 2 * 2].reshape(-1, 2)
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    level = np.max(np.abs(samples), axis=1)  # per frame, both channels
+    peak = float(level.max()) if level.size else 0.0
     if not np.isfinite(peak):
         raise ToolError("fluidsynth rendered invalid samples")
     gain = 10 ** (PEAK_DBFS / 20) / peak if peak > 1e-6 else 0.0
     # fluidsynth renders on for seconds of silence after the last note: cut below -60 dB.
-    loud = np.flatnonzero(np.max(np.abs(samples), axis=1) > peak * 1e-3)
-    samples = samples[: loud[-1] + 1 if loud.size else 0]
+    loud = np.flatnonzero(level > peak * 1e-3)
+    if loud.size:  # (a tune of rests keeps its silence)
+        samples = samples[: loud[-1] + 1]
     pcm = np.clip(np.rint(samples * (gain * 32767)), -32768, 32767).astype(np.int16)
     pcm.setflags(write=False)  # shared through the cache
     return _cache.put(key, pcm, pcm.nbytes)

@@ -117,6 +117,12 @@ def test_known_notes_render_to_their_pitch(note, hz, private_tmp):
 
 
 @audio
+def test_rests_render_silence_of_their_length():
+    frames, rate = wav_samples(to_audio("X:1\nL:1/4\nQ:1/4=120\nK:C\nz4|z4|]\n", "wav"))
+    assert len(frames) / rate >= 4.0 and not frames.any()
+
+
+@audio
 def test_web_audio_is_small_fast_and_playable_everywhere():
     assert abctools.WEB_FORMAT in ("mp3", "flac", "wav")
     assert abctools.WEB_MIME == abctools.MIME[abctools.WEB_FORMAT]
