@@ -22,7 +22,6 @@ deterministic bytes. All functions are safe to call from several threads.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import ctypes.util
 import io
@@ -774,24 +773,24 @@ def _render_main(args) -> None:
         result = to_svg(tune.text, timeout=args.timeout).encode()
     else:
         result = to_audio(tune.text, kind, soundfont=args.soundfont, timeout=args.timeout)
-    try:
-        out.write_bytes(result)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+    try:  # never leave a half-written file under the asked-for name
+        tmp.write_bytes(result)
+        os.replace(tmp, out)
     except OSError as e:
+        tmp.unlink(missing_ok=True)
         raise ToolError(f"cannot write {args.out}: {e.strerror}") from None
 
 
 def run_render(args) -> int:
-    """Body of `render`: 0 on success; else one line on stderr and exit code 1."""
+    """Body of `render`: 0 on success; else one line on stderr and exit code 2 (as every
+    other abcweb command)."""
+    if not (0 < args.timeout <= 600):
+        print("abcweb render: error: --timeout must be from 0 to 600 seconds", file=sys.stderr)
+        return 2
     try:
         _render_main(args)
     except ToolError as e:
         print(f"abcweb render: error: {e}", file=sys.stderr)
-        return 1
+        return 2
     return 0
-
-
-if __name__ == "__main__":  # python -m abcweb.abctools render ... (until cli.py wires it in)
-    parser = argparse.ArgumentParser(prog="abcweb")
-    add_render_parser(parser.add_subparsers(dest="command", required=True))
-    parsed = parser.parse_args()
-    sys.exit(parsed.func(parsed))

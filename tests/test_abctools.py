@@ -427,7 +427,7 @@ def test_cli_reads_stdin_and_picks_a_tune(tmp_path, monkeypatch):
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
     (tmp_path / "words.abc").write_text("no music here\n")
     (tmp_path / "tune.abc").write_text(tune_of("CDEF"))
-    assert render(*[a.format(tmp=tmp_path) for a in argv]) == 1
+    assert render(*[a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("abcweb render: error: ")
     assert re.search(message, err)
@@ -437,14 +437,14 @@ def test_cli_missing_tool_in_a_real_process(tmp_path):
     (tmp_path / "tune.abc").write_text(tune_of("CDEF"))
     env = {**os.environ, "PATH": str(tmp_path), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-m", "abcweb.abctools", "render", "tune.abc", "--out", "x.mid"],
+        [sys.executable, "-m", "abcweb", "render", "tune.abc", "--out", "x.mid"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr == (
         "abcweb render: error: abc2midi is not installed: "
         "apt-get install abcmidi (macOS: brew install abcmidi)\n"
