@@ -28,13 +28,14 @@ DISTRIBUTION_MAX_BARS = 30
 
 def show_char(c: str) -> str:
     """A character as a person can see it in a tooltip or an axis label."""
-    return {"\n": "⏎", " ": "␣", "\t": "⇥"}.get(c, c)
+    return {"\n": "↵", " ": "␣", "\t": "⇥"}.get(c, c)
 
 
 def _kind_colour(title: str | None = "kind") -> alt.Color:
-    # A fixed domain keeps colours the same when a tune happens to lack a kind.
+    # A fixed domain keeps colours the same when a tune happens to lack a kind. Legends stay
+    # on the right: Streamlit gives a chart with a top legend almost no plot height.
     return alt.Color("kind:N", title=title, scale=alt.Scale(domain=KINDS, range=KIND_COLOURS),
-                     legend=alt.Legend(orient="top", labelExpr=_legend_expr()))
+                     legend=alt.Legend(labelExpr=_legend_expr()))
 
 
 def _legend_expr() -> str:
@@ -105,10 +106,7 @@ def entropy_chart(g: Generation, height: int = 180) -> alt.LayerChart:
     data = steps_frame(g)
     pick = _selection()
     top = max(1.0, math.ceil(float(data["entropy"].max()) if len(data) else 1.0))
-    base = alt.Chart(data, height=height,
-                     title=alt.Title("Entropy before each character",
-                                     subtitle="bits; 0 means the model was sure. Click to "
-                                              "pick a step."))
+    base = alt.Chart(data)
     x = alt.X("step:Q", title="character in the generated text",
               scale=alt.Scale(domain=[0, max(len(data) - 1, 1)], nice=False))
     y = alt.Y("entropy:Q", title="entropy (bits)", scale=alt.Scale(domain=[0, top]))
@@ -118,7 +116,11 @@ def entropy_chart(g: Generation, height: int = 180) -> alt.LayerChart:
         opacity=alt.condition(pick, alt.value(0.95), alt.value(0.35)),
         tooltip=_tooltip([alt.Tooltip("entropy:Q", title="entropy (bits)", format=".2f")]),
     ).add_params(pick)
-    return alt.layer(line, points)
+    # Size and title on the layer itself: Streamlit ignores a height set inside a layer.
+    return alt.layer(line, points).properties(
+        height=height, title=alt.Title("Entropy before each character",
+                                       subtitle="bits; 0 means the model was sure. Click to "
+                                                "pick a step."))
 
 
 def candidate_kind(g: Generation, step: int, c: str) -> str:
@@ -161,9 +163,7 @@ def distribution_chart(g: Generation, step: int, height: int = 240) -> alt.Layer
     temps = list(dict.fromkeys(data["temperature"]))
     context = g.text[max(0, len(g.prime) + step - 24): len(g.prime) + step]
     context = "".join(show_char(c) for c in context)
-    base = alt.Chart(data, height=height, title=alt.Title(
-        f"Next character at step {step}: the model wrote {show_char(g.generated[step])!r}",
-        subtitle=f"after …{context}"))
+    base = alt.Chart(data)
     x = alt.X("char:N", sort=order, title="candidate next character",
               axis=alt.Axis(labelAngle=0, labelFontSize=13))
     bars = base.mark_bar().encode(
@@ -173,7 +173,7 @@ def distribution_chart(g: Generation, step: int, height: int = 240) -> alt.Layer
         color=_kind_colour(),
         opacity=alt.Opacity("temperature:N", sort=temps,
                             scale=alt.Scale(domain=temps, range=[1.0, 0.4]),
-                            legend=alt.Legend(orient="top", title=None)),
+                            legend=alt.Legend(title="distribution")),
         stroke=alt.condition("datum.chosen", alt.value("#000000"), alt.value(None)),
         strokeWidth=alt.condition("datum.chosen", alt.value(2), alt.value(0)),
         tooltip=[alt.Tooltip("char:N", title="character"),
@@ -181,7 +181,9 @@ def distribution_chart(g: Generation, step: int, height: int = 240) -> alt.Layer
                  alt.Tooltip("prob:Q", title="probability", format=".3f"),
                  alt.Tooltip("kind:N", title="kind")],
     )
-    return alt.layer(bars)
+    return alt.layer(bars).properties(height=height, title=alt.Title(
+        f"Next character at step {step}: the model wrote {show_char(g.generated[step])!r}",
+        subtitle=f"after …{context}"))
 
 
 def picked_step(selection, n: int) -> int | None:
@@ -211,9 +213,8 @@ def loss_chart(history: list[dict], height: int = 260) -> alt.Chart:
     curves = ["train", "validation"]
     colour = alt.Color("curve:N", title=None, scale=alt.Scale(domain=curves,
                                                               range=["#90caf9", "#d84315"]),
-                       legend=alt.Legend(orient="top"))
-    base = alt.Chart(data, height=height, title=alt.Title(
-        "Loss", subtitle="bits per character (lower is better)"))
+                       legend=alt.Legend())
+    base = alt.Chart(data)
     x = alt.X("step:Q", title="training step")
     y = alt.Y("bpc:Q", title="bits per character", scale=alt.Scale(zero=False))
     train = base.transform_filter("datum.curve == 'train'").mark_line().encode(
@@ -222,4 +223,5 @@ def loss_chart(history: list[dict], height: int = 260) -> alt.Chart:
         point=True, strokeWidth=2.5).encode(
         x=x, y=y, color=colour, tooltip=[alt.Tooltip("step:Q"),
                                          alt.Tooltip("bpc:Q", format=".3f", title="val bpc")])
-    return alt.layer(train, val)
+    return alt.layer(train, val).properties(height=height, title=alt.Title(
+        "Loss", subtitle="bits per character (lower is better)"))

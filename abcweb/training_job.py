@@ -126,6 +126,8 @@ class TrainingJob:
         train, val = corpus.split()
         if not train.tunes:  # a one-tune upload: train on it, validate on nothing
             train, val = corpus, None
+        if val is not None and not val.tunes:
+            val = None
         init = None
         if r.finetune:
             init = ckpt_io.load(shipped)  # CheckpointError has a clear message

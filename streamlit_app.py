@@ -1,0 +1,709 @@
+"""abcweb dashboard: a character-level LSTM writes Irish folk tunes in ABC notation.
+
+    streamlit run streamlit_app.py
+
+The page is a thin layer over the library: `abcweb.sampler` writes the tune, `abcweb.abctools`
+checks, draws and plays it, `abcweb.charts` shows what the model was thinking,
+`abcweb.training_job` trains a model in the background and `abcweb.params` turns the settings
+into a share link. TensorFlow is never imported on the way to the first tune: the NumPy
+sampler does not need it; only training and the TensorFlow sampler load it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import html
+import json
+import os
+import random
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from abcweb import abctools, charts, headers, params, tunes
+from abcweb.checkpoint import CheckpointError
+from abcweb.corpus import MUSIC21_COLLECTIONS, CorpusError, load_bytes, load_music21
+from abcweb.model import UnknownCharacters
+from abcweb.sampler import Generation, Sampler, load_sampler
+from abcweb.training_job import MAX_CONCURRENT, RECIPES, TrainingJob
+
+SHIPPED = "shipped"
+# For development and tests only: sample from another checkpoint folder instead of weights/.
+SHIPPED_PATH = os.environ.get("ABCWEB_WEIGHTS") or None
+STREAM_AFTER_S = 1.5  # stream the text when writing it is expected to take longer than this
+MAX_SESSION_MODELS = 3  # trained models kept per browser session (each holds a temp folder)
+ANY = "any"
+CPU, GPU = "CPU · NumPy sampler", "GPU · TensorFlow sampler"
+LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2]
+
+
+# -- process-wide resources (shared read-only by every visitor) -----------------------------
+@st.cache_resource(show_spinner=False)
+def one_blas_thread() -> bool:
+    """NumPy's OpenBLAS spreads each small matrix-vector product of the sampler over every
+    core; on a busy 2-core host that made a 600-character tune 10-20x slower (4.7 s instead
+    of 0.25 s). One thread per product is fastest, and leaves cores for other visitors."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs",
+                                  "lib*openblas*.so*"))
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            if hasattr(lib, name):
+                getattr(lib, name)(1)
+                return True
+    return False
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def get_sampler(model: str, backend: str) -> Sampler:
+    """The shipped model (`model` == SHIPPED) or a checkpoint folder trained in a session."""
+    if model == SHIPPED:
+        return load_sampler(SHIPPED_PATH, backend)
+    return load_sampler(model, backend)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def generate(model: str, backend: str, prime: str, length: int, temperature: float,
+             seed: int, top_k: int) -> tuple[Generation, float]:
+    t0 = time.perf_counter()
+    g = get_sampler(model, backend).generate(prime, length, temperature, seed, top_k,
+                                             stop_at_end=True)
+    return g, time.perf_counter() - t0
+
+
+@st.cache_resource(show_spinner=False)
+def header_choices() -> headers.HeaderChoices:
+    return headers.from_corpora()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def music21_corpus(name: str):
+    return load_music21(name)
+
+
+@st.cache_resource(show_spinner=False)
+def render_pool() -> ThreadPoolExecutor:
+    # The tools are subprocesses: checking, drawing and playing a tune overlap in time.
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="abcweb-render")
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def tune_charts(key: tuple, _g: Generation) -> dict:
+    """Charts depend only on the generation: built once per tune, not on every click."""
+    return {"prob": charts.probability_chart(_g), "entropy": charts.entropy_chart(_g)}
+
+
+@st.cache_resource(show_spinner=False)
+def speed_table() -> dict:
+    """Seconds per character each model took last time, to decide whether to stream."""
+    return {}
+
+
+# -- session state --------------------------------------------------------------------------
+def init_state() -> None:
+    """On a session's first run, take the settings from the link (query parameters)."""
+    if st.session_state.get("_ready"):
+        return
+    settings, messages = params.from_query(st.query_params.to_dict())
+    for name, value in settings.as_dict().items():
+        st.session_state[name] = value
+    meter, key = _header_of(settings.prime)
+    st.session_state.meter = meter
+    st.session_state.key = key
+    st.session_state.model = SHIPPED
+    st.session_state.device = CPU
+    st.session_state.jobs = []
+    st.session_state.link_messages = messages
+    st.session_state._ready = True
+
+
+def _header_of(prime: str) -> tuple[str, str]:
+    choices = header_choices()
+    meters = {m for m, _ in choices.meters}
+    keys = {k for k, _ in choices.keys}
+    meter = key = ANY
+    for line in prime.split("\n"):
+        if line.startswith("M:") and line[2:].strip() in meters:
+            meter = line[2:].strip()
+        if line.startswith("K:") and line[2:].strip() in keys:
+            key = line[2:].strip()
+    return meter, key
+
+
+def current_settings() -> params.Settings:
+    s = st.session_state
+    return params.Settings(int(s.seed), s.prime, int(s.length),
+                           params.round_temperature(float(s.temperature)), int(s.top_k))
+
+
+def session_models() -> dict[str, str]:
+    """Model id -> label: the shipped model and this session's trained models."""
+    out = {SHIPPED: "Shipped model"}
+    for job in st.session_state.get("jobs", []):
+        if job.checkpoint_path is not None:
+            out[str(job.checkpoint_path)] = f"Trained here: {job.name}"
+    return out
+
+
+# -- sidebar --------------------------------------------------------------------------------
+def new_seed() -> None:
+    st.session_state.seed = random.randrange(params.SEED_MAX + 1)
+
+
+def write_header() -> None:
+    choices = header_choices()
+    meter = None if st.session_state.meter == ANY else st.session_state.meter
+    key = None if st.session_state.key == ANY else st.session_state.key
+    unit = choices.unit_for_meter.get(meter) if meter else None
+    st.session_state.prime = headers.prime_for(meter, key, unit)
+
+
+def sidebar_seed() -> None:
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    left.number_input("Random seed", min_value=0, max_value=params.SEED_MAX, step=1,
+                      key="seed", help="The same seed and settings always give the same tune.")
+    right.button("New", icon=":material/casino:", on_click=new_seed, width="stretch",
+                 help="A new random seed: a new tune with the same settings.")
+
+
+def sidebar_seed_text() -> None:
+    choices = header_choices()
+    counts_m = dict(choices.meters)
+    counts_k = dict(choices.keys)
+    left, right = st.columns(2)
+    left.selectbox("Meter", [ANY] + list(counts_m), key="meter", on_change=write_header,
+                   format_func=lambda m: m if m == ANY else headers.meter_label(m),
+                   help=f"Meters used by at least a few of the {choices.tunes:,} tunes in the "
+                        "bundled collections, most used first.")
+    right.selectbox("Key", [ANY] + list(counts_k), key="key", on_change=write_header,
+                    help="Keys as the collections write them, most used first.")
+    st.text_area("Seed text", key="prime", height=110, max_chars=params.MAX_PRIME,
+                 help="The ABC the tune starts from; the model carries on from its last "
+                      "character. Meter and key above write these header lines for you.")
+
+
+def sidebar_sampling() -> None:
+    st.slider("Length (characters at most)", params.LENGTH_MIN, params.LENGTH_MAX,
+              step=params.LENGTH_STEP, key="length",
+              help="The model stops earlier when it finishes a tune.")
+    st.slider("Temperature", params.TEMPERATURE_MIN, params.TEMPERATURE_MAX,
+              step=params.TEMPERATURE_STEP, key="temperature", format="%.2f",
+              help="0 always takes the likeliest character; 1 samples the model as it is; "
+                   "above 1 is wilder.")
+    st.slider("Top-k", 0, params.TOP_K_MAX, key="top_k",
+              help="Draw only from the k likeliest characters (0: no cut).")
+
+
+def sidebar_model() -> tuple[str, str]:
+    models = session_models()
+    if st.session_state.model not in models:
+        st.session_state.model = SHIPPED
+    st.selectbox("Model", list(models), key="model", format_func=models.get,
+                 help="The shipped model, or one you trained in the Train tab (it lives only "
+                      "in this browser session).")
+    st.radio("Sampler runs on", [CPU, GPU], key="device", horizontal=False,
+             help="The NumPy sampler needs no TensorFlow and is fastest for one tune on a "
+                  "CPU. The TensorFlow sampler runs the whole loop as one tf.function, on "
+                  "the GPU when TensorFlow sees one.")
+    backend = "numpy" if st.session_state.device == CPU else "tf"
+    if backend == "tf" and not _gpu_driver():
+        st.caption("No GPU on this host: TensorFlow runs the sampler on the CPU. Its first "
+                   "tune waits for TensorFlow to load (a few seconds).")
+    return st.session_state.model, backend
+
+
+def _gpu_driver() -> bool:
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia/version")
+
+
+def sidebar_share(settings: params.Settings, model: str) -> str:
+    url = params.share_url(st.context.url, settings)
+    st.query_params.from_dict(params.to_query(settings))  # the address bar is the link too
+    st.markdown("**Share this tune**")
+    copy_button(url)
+    st.code(url, language=None, wrap_lines=True)
+    if model != SHIPPED:
+        st.caption("Links bring back tunes of the shipped model: a model trained here "
+                   "lives only in this browser session.")
+    return url
+
+
+def copy_button(url: str) -> None:
+    # The URL is percent-encoded (no quotes or angle brackets); json.dumps makes it a JS
+    # string, and escaping '<' keeps it from ever closing the script tag.
+    literal = json.dumps(url).replace("<", "\\u003c")
+    st.html(
+        '<button id="abcweb-copy" data-testid="abcweb-copy-link" style="padding:4px 12px;'
+        'border:1px solid #2e7d32;border-radius:6px;background:#fff;color:#2e7d32;'
+        'cursor:pointer">Copy link</button>'
+        f"<script>(function(){{const b=document.getElementById('abcweb-copy');"
+        f"if(!b)return;b.onclick=async()=>{{const u={literal};"
+        "try{await navigator.clipboard.writeText(u);b.textContent='Copied';}"
+        "catch(e){window.prompt('Copy this link',u);}"
+        "setTimeout(()=>{b.textContent='Copy link'},2000);};})();</script>",
+        unsafe_allow_javascript=True)
+
+
+def sidebar() -> tuple[params.Settings, str, str]:
+    with st.sidebar:
+        st.header("Tune")
+        sidebar_seed()
+        sidebar_seed_text()
+        sidebar_sampling()
+        st.divider()
+        model, backend = sidebar_model()
+        st.divider()
+        settings = current_settings()
+        sidebar_share(settings, model)
+    return settings, model, backend
+
+
+# -- Generate tab ---------------------------------------------------------------------------
+def sampler_or_error(model: str, backend: str) -> Sampler | None:
+    try:
+        if backend == "tf":
+            with st.spinner("Loading TensorFlow for the tf.function sampler…"):
+                return get_sampler(model, backend)
+        return get_sampler(model, backend)
+    except CheckpointError as e:
+        if model == SHIPPED:
+            st.error(f"The shipped model cannot be loaded: {e}. Train a model in the Train "
+                     "tab to sample from it, or put a checkpoint in weights/.")
+        else:
+            st.error(f"This model cannot be loaded: {e}")
+    except ImportError as e:
+        st.error(f"The TensorFlow sampler is not available here ({e}); choose the CPU "
+                 "sampler.")
+    return None
+
+
+def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend: str
+               ) -> tuple[Generation, float, bool] | None:
+    """The generation for the settings (cached); streamed into the page when writing it is
+    expected to take long. Returns (generation, seconds, was cached) or None on an error."""
+    args = (model, backend, settings.prime, settings.length, settings.temperature,
+            settings.seed, settings.top_k)
+    speeds = speed_table()
+    expected = speeds.get((model, backend), 0.0) * settings.length
+    try:
+        if backend == "numpy" and expected > STREAM_AFTER_S and not _cached(args):
+            slot = st.empty()
+            text = settings.prime
+            for chunk in sampler.stream(settings.prime, settings.length, settings.temperature,
+                                        settings.seed, settings.top_k, stop_at_end=True):
+                text += chunk
+                slot.code(text + "▌", language=None)
+            slot.empty()
+        t0 = time.perf_counter()
+        g, seconds = generate(*args)
+        cached = time.perf_counter() - t0 < seconds  # a hit costs far less than the run
+    except UnknownCharacters as e:
+        st.error(f"Cannot start from this seed text: {e}. Remove or replace them (the "
+                 "model knows plain ASCII and newlines).")
+        return None
+    except ValueError as e:
+        st.error(f"Cannot write a tune with these settings: {e}")
+        return None
+    if not cached and g.generated:
+        speeds[(model, backend)] = seconds / max(len(g.generated), 1)
+    return g, seconds, cached
+
+
+def _cached(args: tuple) -> bool:
+    # st.cache_resource has no "contains"; a miss would compute, so look at our own record.
+    return args in st.session_state.setdefault("_seen", set())
+
+
+def start_renders(text: str) -> dict[str, Future]:
+    pool = render_pool()
+    return {"check": pool.submit(abctools.check, text),
+            "svg": pool.submit(abctools.to_svg, text),
+            "midi": pool.submit(abctools.to_midi, text),
+            "audio": pool.submit(abctools.to_audio, text, abctools.WEB_FORMAT)}
+
+
+def result(future: Future):
+    """(value, None) or (None, message) for a render."""
+    try:
+        return future.result(timeout=60), None
+    except abctools.ToolError as e:
+        return None, str(e)
+    except Exception as e:  # noqa: BLE001 - a render must never break the page
+        return None, f"{type(e).__name__}: {e}"
+
+
+def pick_tune(g: Generation) -> tunes.Tune | None:
+    found = tunes.split_tunes(g.text)
+    return next((t for t in found if t.complete), found[0] if found else None)
+
+
+def abc_html(g: Generation, tune: tunes.Tune | None, problems) -> str:
+    """The text with line numbers; lines abc2midi complains about are marked, with the
+    message on hover and below the line; the seed text is grey."""
+    marks: dict[int, list] = {}
+    for p in problems:
+        if tune is None or p.line is None:
+            continue
+        line = tune.source_line(p.line)
+        if line is not None:
+            marks.setdefault(line, []).append(p)
+    prime_lines = g.prime.count("\n") + 1
+    rows = []
+    for n, line in enumerate(g.text.split("\n"), 1):
+        ps = marks.get(n, [])
+        err = any(p.level == "error" for p in ps)
+        bg = "#ffebee" if err else "#fff8e1" if ps else "transparent"
+        sign = "✗" if err else "!" if ps else " "
+        colour = "#c62828" if err else "#ef6c00"
+        title = html.escape(" · ".join(f"{p.level}: {p.message}" for p in ps), quote=True)
+        body = html.escape(line) or " "
+        if n < prime_lines or (n == prime_lines and not g.prime.endswith("\n")):
+            body = f'<span style="color:#9e9e9e" title="seed text">{body}</span>'
+        kind = "error" if err else "warning" if ps else "ok"
+        rows.append(
+            f'<div data-line="{n}" data-status="{kind}" title="{title}" '
+            f'style="background:{bg};white-space:pre-wrap;word-break:break-all">'
+            f'<span style="color:#9e9e9e;user-select:none;display:inline-block;width:2.6em">'
+            f'{n:>3}</span><span style="color:{colour};user-select:none;display:inline-block;'
+            f'width:1.2em">{sign}</span>{body}</div>')
+        for p in ps[:2]:
+            rows.append(f'<div style="color:{colour};font-size:0.8em;padding-left:3.8em">'
+                        f'{html.escape(p.level)}: {html.escape(p.message)}</div>')
+    return ('<div data-testid="abc-text" style="font-family:ui-monospace,monospace;'
+            'font-size:0.85rem;line-height:1.45;max-height:460px;overflow:auto;'
+            'border:1px solid #e0e0e0;border-radius:6px;padding:6px 4px">'
+            + "".join(rows) + "</div>")
+
+
+def verdict(g: Generation, tune: tunes.Tune | None, check, check_error: str | None) -> None:
+    if tune is None:
+        st.error("✗ No tune: the text holds no ABC tune (a tune needs a K: header line and "
+                 "notes). Try a seed text that starts with X:.")
+        return
+    if check_error:
+        st.warning(f"Cannot check this tune: {check_error}")
+    elif check.valid:
+        off = f", {check.bad_bars} off the meter" if check.bad_bars else ""
+        st.success(f"✓ Valid ABC: abc2midi reads it without errors ({check.bars} bars{off}).")
+    else:
+        n = len(check.errors)
+        st.error(f"✗ Invalid ABC: abc2midi found {n} error{'s' if n != 1 else ''} (marked "
+                 "in red in the text).")
+    if not tune.complete:
+        st.warning(f"The tune was cut off at {len(g.generated)} characters before it ended: "
+                   "raise the length for a whole tune.")
+    if tune.added:
+        st.caption("Added for the tools: " + ", ".join(tune.added) + " (the model left "
+                   "them out).")
+
+
+def file_stem(settings: params.Settings) -> str:
+    return f"abcweb-seed{settings.seed}-t{settings.temperature:g}-k{settings.top_k}"
+
+
+def generate_tab(settings: params.Settings, model: str, backend: str) -> None:
+    for message in st.session_state.pop("link_messages", []):
+        st.warning(f"From the link: {message}")
+    sampler = sampler_or_error(model, backend)
+    if sampler is None:
+        return
+    out = write_tune(sampler, settings, model, backend)
+    if out is None:
+        return
+    g, seconds, cached = out
+    st.session_state.setdefault("_seen", set()).add(
+        (model, backend, settings.prime, settings.length, settings.temperature, settings.seed,
+         settings.top_k))
+    tune = pick_tune(g)
+    renders = start_renders(tune.text) if tune is not None else {}
+    key = (model, backend, g.prime, g.generated, g.temperature, g.top_k)
+    built = tune_charts(key, g) if g.generated else None  # overlaps with the renders
+
+    check, check_error = result(renders["check"]) if renders else (None, None)
+    verdict(g, tune, check, check_error)
+    st.caption(f"{len(g.generated)} characters written in {seconds:.2f} s "
+               f"({'cached' if cached else backend})"
+               + (" · stopped at the end of the tune" if g.stopped == "end" else ""))
+
+    left, right = st.columns([5, 6], gap="medium")
+    with left:
+        st.html(abc_html(g, tune, check.problems if check else []))
+        with st.expander("ABC text to copy"):
+            st.code(g.text, language=None)
+    with right:
+        tune_media(g, tune, renders, settings)
+
+    if built is None:
+        st.info("The model wrote nothing (length 0): nothing to chart.")
+        return
+    thinking(g, built)
+
+
+def tune_media(g: Generation, tune: tunes.Tune | None, renders: dict,
+               settings: params.Settings) -> None:
+    if tune is None:
+        return
+    svg, svg_error = result(renders["svg"])
+    if svg is not None:
+        st.image(svg, width="stretch")
+    else:
+        st.warning(f"No sheet music: {svg_error}")
+    audio, audio_error = result(renders["audio"])
+    if audio is not None:
+        st.audio(audio, format=abctools.WEB_MIME)
+    else:
+        st.warning(f"No audio: {audio_error}")
+    midi, midi_error = result(renders["midi"])
+    stem = file_stem(settings)
+    a, b, c = st.columns(3)
+    a.download_button("ABC", tune.text.encode(), f"{stem}.abc", "text/vnd.abc",
+                      on_click="ignore", width="stretch", icon=":material/download:")
+    if midi is not None:
+        b.download_button("MIDI", midi, f"{stem}.mid", "audio/midi", on_click="ignore",
+                          width="stretch", icon=":material/download:")
+    else:
+        b.caption(f"No MIDI: {midi_error}")
+    if audio is not None:
+        c.download_button(abctools.WEB_FORMAT.upper(), audio,
+                          f"{stem}.{abctools.WEB_FORMAT}", abctools.WEB_MIME,
+                          on_click="ignore", width="stretch", icon=":material/download:")
+
+
+# -- what the model was thinking ------------------------------------------------------------
+def on_pick(chart_key: str) -> None:
+    step = charts.picked_step(st.session_state.get(chart_key), st.session_state._steps)
+    if step is not None:
+        st.session_state.step = step
+
+
+@st.fragment
+def thinking(g: Generation, built: dict) -> None:
+    """Charts of the model's probabilities. A fragment: picking a step redraws only this."""
+    st.subheader("What the model was thinking")
+    n = len(g.generated)
+    st.session_state._steps = n
+    tune_id = (g.prime, g.generated, g.temperature, g.top_k)
+    if st.session_state.get("_step_for") != tune_id or st.session_state.get("step", n) >= n:
+        # A new tune: start at its most surprising character.
+        st.session_state.step = int(np.argmin([s.prob for s in g.steps]))
+        st.session_state._step_for = tune_id
+    # Heights given here: Streamlit's "content" height squeezes charts with titles.
+    st.altair_chart(built["prob"], width="stretch", height=280, key="prob_chart",
+                    on_select=partial(on_pick, "prob_chart"), selection_mode=charts.SELECTION)
+    st.altair_chart(built["entropy"], width="stretch", height=250, key="entropy_chart",
+                    on_select=partial(on_pick, "entropy_chart"),
+                    selection_mode=charts.SELECTION)
+    left, right = st.columns([1, 3], gap="medium")
+    with left:
+        st.number_input("Step", 0, n - 1, key="step",
+                        help="Pick a step by clicking a chart above, or type it here.")
+        step = int(st.session_state.step)
+        s = g.steps[step]
+        st.markdown(f"The model wrote **`{charts.show_char(s.char)}`** with probability "
+                    f"**{s.prob:.3f}**; entropy {s.entropy:.2f} bits.")
+        st.dataframe({"character": [charts.show_char(c) for c, _ in s.top],
+                      "probability": [round(p, 4) for _, p in s.top]},
+                     hide_index=True, width="stretch")
+    with right:
+        st.altair_chart(charts.distribution_chart(g, step), width="stretch", height=340,
+                        key="distribution_chart")
+
+
+# -- Train tab ------------------------------------------------------------------------------
+UPLOAD = "upload"
+
+
+def recipe_changed() -> None:
+    r = RECIPES[st.session_state.train_recipe]
+    st.session_state.train_steps = r.steps
+    st.session_state.train_lr = r.learning_rate
+
+
+def train_tab() -> None:
+    st.markdown("Train a model on a corpus and watch the loss fall. It is yours alone: it "
+                "lives in this browser session, and other visitors keep sampling the shipped "
+                "model.")
+    st.session_state.setdefault("train_recipe", "tiny")
+    st.session_state.setdefault("train_steps", RECIPES["tiny"].steps)
+    st.session_state.setdefault("train_lr", RECIPES["tiny"].learning_rate)
+    jobs = st.session_state.jobs
+    running = bool(jobs) and jobs[-1].running
+
+    left, right = st.columns(2, gap="large")
+    with left:
+        source = st.selectbox(
+            "Corpus", list(MUSIC21_COLLECTIONS) + [UPLOAD], key="train_corpus",
+            format_func=lambda n: "Upload an .abc file…" if n == UPLOAD
+            else MUSIC21_COLLECTIONS[n], disabled=running)
+        upload = None
+        if source == UPLOAD:
+            upload = st.file_uploader("ABC file", type=["abc", "txt"], key="train_upload",
+                                      disabled=running)
+    with right:
+        st.radio("Preset", list(RECIPES), key="train_recipe", on_change=recipe_changed,
+                 format_func=lambda r: RECIPES[r].label, disabled=running,
+                 captions=[r.help for r in RECIPES.values()])
+        a, b = st.columns(2)
+        a.number_input("Steps", 1, 20_000, key="train_steps", disabled=running)
+        b.select_slider("Learning rate", LEARNING_RATES, key="train_lr", disabled=running,
+                        format_func=lambda x: f"{x:g}")
+
+    a, b, _ = st.columns([1, 1, 4])
+    start = a.button("Start training", icon=":material/play_arrow:", type="primary",
+                     disabled=running, width="stretch")
+    stop = b.button("Stop", icon=":material/stop:", disabled=not running, width="stretch")
+    if stop and jobs:
+        jobs[-1].stop()
+    if start:
+        start_job(source, upload)
+    training_progress()
+
+
+def start_job(source: str, upload) -> None:
+    s = st.session_state
+    try:
+        if source == UPLOAD:
+            if upload is None:
+                st.error("Choose an .abc file to upload first.")
+                return
+            corpus = load_bytes(upload.getvalue(), Path(upload.name).stem or "upload")
+        else:
+            corpus = music21_corpus(source)
+        job = TrainingJob.plan(s.train_recipe, corpus, int(s.train_steps), float(s.train_lr),
+                               shipped=SHIPPED_PATH)
+    except CorpusError as e:
+        st.error(f"Cannot train on this file: {e}")
+        return
+    except CheckpointError as e:
+        st.error(f"Cannot fine-tune: the shipped model cannot be loaded ({e}).")
+        return
+    except ValueError as e:
+        st.error(f"Cannot train: {e}")
+        return
+    s.jobs.append(job.start())
+    for old in s.jobs[:-MAX_SESSION_MODELS]:  # keep the disk use of a session bounded
+        if s.model == str(old.checkpoint_path):
+            s.model = SHIPPED
+        old.cleanup()
+    s.jobs = s.jobs[-MAX_SESSION_MODELS:]
+    st.rerun()
+
+
+def training_progress() -> None:
+    jobs = st.session_state.jobs
+    if not jobs:
+        st.info("Pick a corpus and a preset, then start. The tiny preset shows the loss "
+                "falling within a minute on a small CPU.")
+        return
+    job = jobs[-1]
+    # Poll while training; a finished job needs no timer.
+    st.fragment(run_every=1.0 if job.running else None)(job_panel)(job)
+
+
+def job_panel(job: TrainingJob) -> None:
+    metrics = job.metrics()
+    state = job.state
+    if state == "queued":
+        st.info(f"Waiting: another visitor is training (at most {MAX_CONCURRENT} at a time "
+                "on this host).")
+    elif state == "starting":
+        st.info("Starting TensorFlow and building the model (a few seconds the first time)…")
+    last = metrics[-1] if metrics else None
+    done = last["done"] if last else 0
+    text = f"{job.name}: step {done} of {job.settings.steps}"
+    if last:
+        text += f" · train {last['train_bpc']:.3f} bits/char"
+        vals = [m["val_bpc"] for m in metrics if m.get("val_bpc") is not None]
+        if vals:
+            text += f" · validation {vals[-1]:.3f}"
+        text += f" · {last['chars_per_s']:,.0f} chars/s · {job.elapsed:.0f} s"
+    st.progress(job.progress, text=text)
+    if metrics:
+        st.altair_chart(charts.loss_chart(_thin(metrics)), width="stretch", height=320,
+                        key="loss_chart")
+    if state == "failed":
+        st.error(f"Training failed: {job.error}")
+    elif state in ("done", "stopped") and job.checkpoint_path is not None:
+        st.success(("Stopped early: " if state == "stopped" else "Done: ")
+                   + f"the model is saved ({done} steps). Sample from it, or download it.")
+        a, b, _ = st.columns([2, 2, 3])
+        if a.button("Use this model for sampling", icon=":material/music_note:",
+                    type="primary", width="stretch", key=f"use_{id(job)}"):
+            st.session_state.model = str(job.checkpoint_path)
+            st.rerun()
+        b.download_button("Checkpoint (.zip)", job.zip_bytes,  # zipped on click only
+                          f"{job.name.replace(' ', '-')}.zip", "application/zip",
+                          on_click="ignore", width="stretch", key=f"zip_{id(job)}",
+                          icon=":material/download:")
+    if st.session_state.get("_job_seen") is not job and not job.running:
+        # The job just ended: rerun the whole page so the model list shows the new model.
+        st.session_state._job_seen = job
+        st.rerun(scope="app")
+
+
+def _thin(metrics: list[dict], most: int = 600) -> list[dict]:
+    # A loss chart needs no more points than it has pixels; keep every validation point.
+    if len(metrics) <= most:
+        return metrics
+    every = len(metrics) // most + 1
+    return [m for i, m in enumerate(metrics) if i % every == 0 or m.get("val_bpc") is not None
+            or i == len(metrics) - 1]
+
+
+# -- About tab ------------------------------------------------------------------------------
+def about_tab(model: str, backend: str) -> None:
+    st.markdown(
+        "A character-level LSTM reads and writes [ABC notation](https://abcnotation.com), a "
+        "plain-text way of writing tunes. It writes one character at a time: at each step it "
+        "gives every character a probability, and the sampler draws one. **Temperature** "
+        "sharpens (below 1) or flattens (above 1) those probabilities; **top-k** keeps only the "
+        "k likeliest. abc2midi checks the tune, abcm2ps draws it and fluidsynth plays it.")
+    try:
+        s = get_sampler(model, "numpy")
+        info = s.info
+        st.markdown(f"**Model**: {s.cfg.units} LSTM units × {s.cfg.layers} layer(s), "
+                    f"embedding {s.cfg.embedding}, {s.cfg.parameter_count():,} parameters, "
+                    f"{info.get('steps', 0):,} training steps"
+                    + (f", validation {info['val_bpc']:.3f} bits/char"
+                       if isinstance(info.get("val_bpc"), (int, float)) else "") + ".")
+    except CheckpointError as e:
+        st.warning(f"No model loaded: {e}")
+    status = abctools.tool_status()
+    st.markdown("**Tools on this host**")
+    st.dataframe({"tool": list(status), "found": [v or "missing" for v in status.values()]},
+                  hide_index=True)
+
+
+# -- the page -------------------------------------------------------------------------------
+def main() -> None:
+    st.set_page_config(page_title="abcweb · folk tunes from an LSTM",
+                       page_icon=":material/music_note:", layout="wide")
+    one_blas_thread()
+    init_state()
+    settings, model, backend = sidebar()
+    st.title(":material/music_note: abcweb")
+    st.caption("A character-level LSTM writes Irish folk tunes in ABC notation. Move a "
+               "control and it writes a new one.")
+    tab_tune, tab_train, tab_about = st.tabs([":material/music_note: Generate",
+                                              ":material/model_training: Train",
+                                              ":material/info: About"])
+    with tab_tune:
+        generate_tab(settings, model, backend)
+    with tab_train:
+        train_tab()
+    with tab_about:
+        about_tab(model, backend)
+
+
+if __name__ == "__main__":
+    main()
