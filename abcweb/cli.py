@@ -111,6 +111,8 @@ def add_train(sub) -> None:
     p.add_argument("--ship", help="also write the best model so far (by validation bits, "
                    "float16, no optimizer state) to this folder")
     p.add_argument("--seed", type=_number(int, "seed", 0, 2**31 - 1), default=0)
+    p.add_argument("--precision", choices=["float32", "mixed_bfloat16", "auto"], default=None,
+                   help="compute precision (default: float32; the shipped recipe uses auto)")
     p.set_defaults(run=run_train)
 
 

@@ -22,7 +22,7 @@ from .train import SHIPPED_MIX, Trainer, TrainSettings, shipped_data
 # The shipped recipe (see weights/README.md for how it was chosen).
 SHIPPED_SETTINGS = TrainSettings(steps=10000, batch=64, seq_len=100, learning_rate=3e-3,
                                  min_learning_rate=1e-4, decay_steps=9900, warmup_steps=100,
-                                 eval_every=250, checkpoint_every=250)
+                                 eval_every=250, checkpoint_every=250, precision="auto")
 
 
 @dataclass
@@ -101,7 +101,7 @@ def plan_from_args(args, corpora) -> Plan:
     overrides = {"steps": args.steps,
                  "learning_rate": args.lr, "batch": args.batch, "seq_len": args.seq_len,
                  "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
-                 "seed": args.seed or None}
+                 "seed": args.seed or None, "precision": args.precision}
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     if settings.decay_steps and settings.decay_steps > settings.steps:
         settings = replace(settings, decay_steps=settings.steps - settings.warmup_steps)

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from .corpus import Corpus, to_alphabet
-from .model import ModelConfig, build_model, get_weights, set_weights
+from .model import ModelConfig, build_model, cpu_has_bf16, get_weights, set_weights
 
 LN2 = math.log(2.0)
 
@@ -36,6 +36,7 @@ class TrainSettings:
     eval_every: int = 200
     checkpoint_every: int = 0  # 0: only at the end
     seed: int = 0
+    precision: str = "float32"  # or "mixed_bfloat16"; "auto": bfloat16 where the CPU has it
 
     def validate(self) -> None:
         for name in ("steps", "batch", "seq_len"):
@@ -43,6 +44,8 @@ class TrainSettings:
                 raise ValueError(f"{name} must be at least 1")
         if not (0 < self.learning_rate < 1 and math.isfinite(self.learning_rate)):
             raise ValueError("learning rate must be between 0 and 1")
+        if self.precision not in ("float32", "mixed_bfloat16", "auto"):
+            raise ValueError("precision must be float32, mixed_bfloat16 or auto")
 
 
 def corpus_ids(tunes: list[str], vocab: str) -> tuple[list[np.ndarray], int]:
@@ -159,7 +162,12 @@ class Trainer:
         tf.random.set_seed(self.s.seed)
         with self.strategy.scope():
             import keras
-            self.model = build_model(config)
+            precision = self.s.precision
+            if precision == "auto":
+                gpu = bool(tf.config.list_physical_devices("GPU"))
+                precision = "mixed_bfloat16" if gpu or cpu_has_bf16() else "float32"
+            self.precision = precision
+            self.model = build_model(config, precision)
             if init:
                 set_weights(self.model, config, init.weights)
             self.optimizer = keras.optimizers.Adam(learning_rate=self._lr(self.step))
@@ -203,13 +211,14 @@ class Trainer:
         def replica_step(x, y, states):
             with tf.GradientTape() as tape:
                 logits, *new_states = model([x, *states], training=True)
-                nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+                nll = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=y, logits=tf.cast(logits, tf.float32))
                 loss = tf.reduce_sum(nll) / global_tokens
             grads = tape.gradient(loss, model.trainable_variables)
             if clip:
                 grads, _ = tf.clip_by_global_norm(grads, clip)
             opt.apply_gradients(zip(grads, model.trainable_variables))
-            return loss, tuple(tf.stop_gradient(s) for s in new_states)
+            return loss, tuple(tf.cast(tf.stop_gradient(s), tf.float32) for s in new_states)
 
         @tf.function(reduce_retracing=True)
         def train_step(x, y, states):
@@ -225,8 +234,9 @@ class Trainer:
         @tf.function(reduce_retracing=True)
         def eval_step(x, y, states):
             logits, *new_states = model([x, *states], training=False)
-            nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            return tf.reduce_sum(nll), tuple(new_states)
+            nll = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=y, logits=tf.cast(logits, tf.float32))
+            return tf.reduce_sum(nll), tuple(tf.cast(s, tf.float32) for s in new_states)
 
         return eval_step
 

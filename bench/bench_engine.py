@@ -65,13 +65,13 @@ def main():
     t_tf, _ = best_of(lambda: tf_s.generate("X", n, 1.0, seed=1, stop_at_end=False))
 
     ids = np.array([[vocab.index("X")]], np.int32)
-    states = [np.zeros((1, cfg.units), np.float32)] * 2
+    states = [tf.zeros((1, cfg.units))] * 2
     rng = np.random.default_rng(0)
 
     def notebook_way():  # one eager Keras call per character, as the notebook did
         x, st = ids, states
         for _ in range(args.notebook_chars):
-            logits, h, c = model([x, *st])
+            logits, h, c = model([tf.constant(x), *st])
             st = [h, c]
             p = tf.nn.softmax(logits[0, -1]).numpy().astype(np.float64)
             x = np.array([[rng.choice(len(vocab), p=p / p.sum())]], np.int32)
@@ -123,7 +123,7 @@ def main():
         x = np.stack([all_ids[i: i + 100] for i in idx])
         y = np.stack([all_ids[i + 1: i + 101] for i in idx])
         with tf.GradientTape() as tape:
-            logits = eager_model([x, *zero])[0]
+            logits = eager_model([tf.constant(x), *zero])[0]
             loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
                 y, logits, from_logits=True))
         grads = tape.gradient(loss, eager_model.trainable_variables)
