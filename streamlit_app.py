@@ -64,20 +64,24 @@ def one_blas_thread() -> bool:
     return False
 
 
+def model_path(model: str) -> str | None:
+    """The checkpoint folder of a model id (None: weights/). Part of every cache key, so
+    a test that points ABCWEB_WEIGHTS elsewhere never meets another model's cached tunes."""
+    return SHIPPED_PATH if model == SHIPPED else model
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
-def get_sampler(model: str, backend: str) -> Sampler:
-    """The shipped model (`model` == SHIPPED) or a checkpoint folder trained in a session."""
-    if model == SHIPPED:
-        return load_sampler(SHIPPED_PATH, backend)
-    return load_sampler(model, backend)
+def get_sampler(path: str | None, backend: str) -> Sampler:
+    """The shipped model (path None) or a checkpoint folder, loaded once per process."""
+    return load_sampler(path, backend)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def generate(model: str, backend: str, prime: str, length: int, temperature: float,
+def generate(path: str | None, backend: str, prime: str, length: int, temperature: float,
              seed: int, top_k: int) -> tuple[Generation, float]:
     t0 = time.perf_counter()
-    g = get_sampler(model, backend).generate(prime, length, temperature, seed, top_k,
-                                             stop_at_end=True)
+    g = get_sampler(path, backend).generate(prime, length, temperature, seed, top_k,
+                                            stop_at_end=True)
     return g, time.perf_counter() - t0
 
 
@@ -89,6 +93,11 @@ def header_choices() -> headers.HeaderChoices:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def music21_corpus(name: str):
     return load_music21(name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def uploaded_corpus(data: bytes, name: str):
+    return load_bytes(data, name or "upload")
 
 
 @st.cache_resource(show_spinner=False)
@@ -206,6 +215,8 @@ def sidebar_sampling() -> None:
 
 def sidebar_model() -> tuple[str, str]:
     models = session_models()
+    if "use_model" in st.session_state:
+        st.session_state.model = st.session_state.pop("use_model")
     if st.session_state.model not in models:
         st.session_state.model = SHIPPED
     st.selectbox("Model", list(models), key="model", format_func=models.get,
@@ -273,8 +284,8 @@ def sampler_or_error(model: str, backend: str) -> Sampler | None:
     try:
         if backend == "tf":
             with st.spinner("Loading TensorFlow for the tf.function sampler…"):
-                return get_sampler(model, backend)
-        return get_sampler(model, backend)
+                return get_sampler(model_path(model), backend)
+        return get_sampler(model_path(model), backend)
     except CheckpointError as e:
         if model == SHIPPED:
             st.error(f"The shipped model cannot be loaded: {e}. Train a model in the Train "
@@ -291,10 +302,10 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
                ) -> tuple[Generation, float, bool] | None:
     """The generation for the settings (cached); streamed into the page when writing it is
     expected to take long. Returns (generation, seconds, was cached) or None on an error."""
-    args = (model, backend, settings.prime, settings.length, settings.temperature,
-            settings.seed, settings.top_k)
+    args = (model_path(model), backend, settings.prime, settings.length,
+            settings.temperature, settings.seed, settings.top_k)
     speeds = speed_table()
-    expected = speeds.get((model, backend), 0.0) * settings.length
+    expected = speeds.get(args[:2], 0.0) * settings.length
     try:
         if backend == "numpy" and expected > STREAM_AFTER_S and not _cached(args):
             slot = st.empty()
@@ -315,7 +326,7 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
         st.error(f"Cannot write a tune with these settings: {e}")
         return None
     if not cached and g.generated:
-        speeds[(model, backend)] = seconds / max(len(g.generated), 1)
+        speeds[args[:2]] = seconds / max(len(g.generated), 1)
     return g, seconds, cached
 
 
@@ -412,6 +423,8 @@ def file_stem(settings: params.Settings) -> str:
 
 
 def generate_tab(settings: params.Settings, model: str, backend: str) -> None:
+    st.session_state.pop("_rendered", None)
+    st.session_state.pop("_text", None)
     for message in st.session_state.pop("link_messages", []):
         st.warning(f"From the link: {message}")
     sampler = sampler_or_error(model, backend)
@@ -421,12 +434,13 @@ def generate_tab(settings: params.Settings, model: str, backend: str) -> None:
     if out is None:
         return
     g, seconds, cached = out
+    st.session_state._text = g.text  # exactly what was written (st.code trims the end)
     st.session_state.setdefault("_seen", set()).add(
-        (model, backend, settings.prime, settings.length, settings.temperature, settings.seed,
-         settings.top_k))
+        (model_path(model), backend, settings.prime, settings.length, settings.temperature,
+         settings.seed, settings.top_k))
     tune = pick_tune(g)
     renders = start_renders(tune.text) if tune is not None else {}
-    key = (model, backend, g.prime, g.generated, g.temperature, g.top_k)
+    key = (model_path(model), backend, g.prime, g.generated, g.temperature, g.top_k)
     built = tune_charts(key, g) if g.generated else None  # overlaps with the renders
 
     check, check_error = result(renders["check"]) if renders else (None, None)
@@ -464,6 +478,11 @@ def tune_media(g: Generation, tune: tunes.Tune | None, renders: dict,
     else:
         st.warning(f"No audio: {audio_error}")
     midi, midi_error = result(renders["midi"])
+    # What reached the page, for tests (AppTest cannot read audio) and for debugging.
+    st.session_state._rendered = {
+        "tune": tune.text, "svg": len(svg or ""), "midi": len(midi or b""),
+        "audio": len(audio or b""), "audio_head": (audio or b"")[:4],
+        "errors": [e for e in (svg_error, audio_error, midi_error) if e]}
     stem = file_stem(settings)
     a, b, c = st.columns(3)
     a.download_button("ABC", tune.text.encode(), f"{stem}.abc", "text/vnd.abc",
@@ -545,10 +564,23 @@ def train_tab() -> None:
             "Corpus", list(MUSIC21_COLLECTIONS) + [UPLOAD], key="train_corpus",
             format_func=lambda n: "Upload an .abc file…" if n == UPLOAD
             else MUSIC21_COLLECTIONS[n], disabled=running)
-        upload = None
+        uploaded, problem = None, None
         if source == UPLOAD:
             upload = st.file_uploader("ABC file", type=["abc", "txt"], key="train_upload",
                                       disabled=running)
+            if upload is not None:
+                try:
+                    uploaded = uploaded_corpus(upload.getvalue(), Path(upload.name).stem)
+                except CorpusError as e:
+                    problem = str(e)
+            if problem:
+                st.error(f"Cannot train on this file: {problem}")
+            elif uploaded is not None:
+                st.caption(f"{uploaded.summary()}"
+                           + (f" ({uploaded.dropped['tunes']} left out: several voices or no "
+                              "K: line)" if uploaded.dropped.get("tunes") else ""))
+        else:
+            st.caption("Tunes bundled with music21, read as plain ABC.")
     with right:
         st.radio("Preset", list(RECIPES), key="train_recipe", on_change=recipe_changed,
                  format_func=lambda r: RECIPES[r].label, disabled=running,
@@ -560,25 +592,20 @@ def train_tab() -> None:
 
     a, b, _ = st.columns([1, 1, 4])
     start = a.button("Start training", icon=":material/play_arrow:", type="primary",
-                     disabled=running, width="stretch")
+                     disabled=running or (source == UPLOAD and uploaded is None),
+                     width="stretch")
     stop = b.button("Stop", icon=":material/stop:", disabled=not running, width="stretch")
     if stop and jobs:
         jobs[-1].stop()
     if start:
-        start_job(source, upload)
+        start_job(source, uploaded)
     training_progress()
 
 
-def start_job(source: str, upload) -> None:
+def start_job(source: str, uploaded) -> None:
     s = st.session_state
     try:
-        if source == UPLOAD:
-            if upload is None:
-                st.error("Choose an .abc file to upload first.")
-                return
-            corpus = load_bytes(upload.getvalue(), Path(upload.name).stem or "upload")
-        else:
-            corpus = music21_corpus(source)
+        corpus = uploaded if source == UPLOAD else music21_corpus(source)
         job = TrainingJob.plan(s.train_recipe, corpus, int(s.train_steps), float(s.train_lr),
                                shipped=SHIPPED_PATH)
     except CorpusError as e:
@@ -592,9 +619,7 @@ def start_job(source: str, upload) -> None:
         return
     s.jobs.append(job.start())
     for old in s.jobs[:-MAX_SESSION_MODELS]:  # keep the disk use of a session bounded
-        if s.model == str(old.checkpoint_path):
-            s.model = SHIPPED
-        old.cleanup()
+        old.cleanup()  # its model leaves the list; the sidebar falls back to the shipped one
     s.jobs = s.jobs[-MAX_SESSION_MODELS:]
     st.rerun()
 
@@ -639,8 +664,10 @@ def job_panel(job: TrainingJob) -> None:
         a, b, _ = st.columns([2, 2, 3])
         if a.button("Use this model for sampling", icon=":material/music_note:",
                     type="primary", width="stretch", key=f"use_{id(job)}"):
-            st.session_state.model = str(job.checkpoint_path)
-            st.rerun()
+            # The sidebar's model box exists already in this run: ask the next full run to
+            # switch before it draws the box.
+            st.session_state.use_model = str(job.checkpoint_path)
+            st.rerun(scope="app")
         b.download_button("Checkpoint (.zip)", job.zip_bytes,  # zipped on click only
                           f"{job.name.replace(' ', '-')}.zip", "application/zip",
                           on_click="ignore", width="stretch", key=f"zip_{id(job)}",
@@ -669,7 +696,7 @@ def about_tab(model: str, backend: str) -> None:
         "sharpens (below 1) or flattens (above 1) those probabilities; **top-k** keeps only the "
         "k likeliest. abc2midi checks the tune, abcm2ps draws it and fluidsynth plays it.")
     try:
-        s = get_sampler(model, "numpy")
+        s = get_sampler(model_path(model), "numpy")
         info = s.info
         st.markdown(f"**Model**: {s.cfg.units} LSTM units × {s.cfg.layers} layer(s), "
                     f"embedding {s.cfg.embedding}, {s.cfg.parameter_count():,} parameters, "
@@ -688,6 +715,9 @@ def about_tab(model: str, backend: str) -> None:
 def main() -> None:
     st.set_page_config(page_title="abcweb · folk tunes from an LSTM",
                        page_icon=":material/music_note:", layout="wide")
+    # A bug must never show a traceback to visitors; every expected error is caught and
+    # explained where it happens.
+    st.set_option("client.showErrorDetails", "none")
     one_blas_thread()
     init_state()
     settings, model, backend = sidebar()

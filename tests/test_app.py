@@ -1,0 +1,291 @@
+"""The page's logic through Streamlit's AppTest: controls, share links, errors, training.
+
+The model is the shipped one in weights/ (or the checkpoint folder in $ABCWEB_WEIGHTS, which
+the page also reads). Audio and charts are opaque to AppTest: the tests read the charts'
+Vega-Lite specs and what the page records in session_state["_rendered"].
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from abcweb import charts, checkpoint, params
+from abcweb.sampler import load_sampler
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+WEIGHTS = os.environ.get("ABCWEB_WEIGHTS") or None
+
+JIG = """X:{n}
+T:Jig {n}
+M:6/8
+L:1/8
+K:D
+|:DFA dAF|GBd gdB|AFD DFA|BGE E3:|
+|:fdf ecA|dfa gfe|fdB AFD|EFE D3:|"""
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> str | None:
+    try:
+        checkpoint.load(WEIGHTS)
+    except checkpoint.CheckpointError as e:
+        pytest.skip(f"no model to sample from: {e}")
+    return WEIGHTS
+
+
+def run_app(query: dict | None = None, timeout: float = 90) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def tune_of(at: AppTest) -> str:
+    """The generated text, exactly, as the page recorded it; the 'ABC text to copy' box in
+    the page shows the same (less trailing newlines, which st.code trims)."""
+    codes = [c.value for c in at.main.code]
+    assert codes, "no ABC text in the page"
+    text = at.session_state["_text"]
+    assert codes[0].rstrip("\n") == text.rstrip("\n")
+    return text
+
+
+def charts_of(at: AppTest) -> dict[str, dict]:
+    out = {}
+    for c in at.get("vega_lite_chart"):
+        spec = json.loads(c.proto.spec)
+        out[spec["title"]["text"]] = spec
+    return out
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def expected_text(model_dir, s: params.Settings) -> str:
+    return load_sampler(model_dir, "numpy").generate(
+        s.prime, s.length, s.temperature, s.seed, s.top_k, stop_at_end=True).text
+
+
+# -- generating -----------------------------------------------------------------------------
+def test_first_visit_writes_checks_draws_and_plays_a_tune(model_dir):
+    at = run_app()
+    s = params.DEFAULTS
+    assert tune_of(at) == expected_text(model_dir, s)
+    verdicts = texts(at.success) + texts(at.error)
+    assert len(verdicts) == 1 and ("Valid ABC" in verdicts[0] or "Invalid ABC" in verdicts[0])
+    rendered = at.session_state["_rendered"]
+    assert rendered["errors"] == []
+    assert rendered["svg"] > 1000 and rendered["midi"] > 20 and rendered["audio"] > 1000
+    assert at.get("image") and at.get("audio")
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels[:3] == ["ABC", "MIDI", rendered_format(rendered)]
+    titles = list(charts_of(at))
+    assert titles[:2] == ["Probability of each chosen character", "Entropy before each character"]
+    assert titles[2].startswith("Next character at step")
+    # The address bar carries the settings: the share link.
+    assert at.query_params["seed"] == ["0"] or at.query_params["seed"] == "0"
+    link = at.sidebar.code[0].value
+    assert link.startswith("?seed=0&prime=X%3A&length=600&temperature=1&top_k=0")
+
+
+def rendered_format(rendered: dict) -> str:
+    head = rendered["audio_head"]
+    return {b"RIFF": "WAV", b"fLaC": "FLAC", b"OggS": "OGA"}.get(head, "MP3")
+
+
+def test_moving_the_temperature_writes_a_new_tune_at_once(model_dir):
+    at = run_app({"seed": "4"})
+    before = tune_of(at)
+    at.sidebar.slider(key="temperature").set_value(0.5).run()
+    assert not at.exception
+    after = tune_of(at)
+    assert after != before
+    assert after == expected_text(model_dir, params.Settings(seed=4, temperature=0.5))
+    assert "temperature=0.5" in at.sidebar.code[0].value
+    prob = charts_of(at)["Probability of each chosen character"]
+    assert "temperature 0.5" in prob["title"]["subtitle"]
+
+
+def test_a_share_link_brings_back_the_same_tune(model_dir):
+    s = params.Settings(seed=77, prime="X:1\nM:6/8\nL:1/8\nK:G\n", length=400,
+                        temperature=0.85, top_k=12)
+    first = run_app(params.to_query(s))
+    assert not first.warning  # a link the page wrote needs no adjusting
+    text = tune_of(first)
+    assert text.startswith(s.prime)
+    assert text == expected_text(model_dir, s)
+    # A second visitor opening the same link gets the same tune, and the same link back.
+    second = run_app(params.to_query(s))
+    assert tune_of(second) == text
+    assert second.sidebar.code[0].value == first.sidebar.code[0].value
+    for name in params.KEYS:
+        assert second.session_state[name] == getattr(s, name)
+    assert second.session_state["meter"] == "6/8" and second.session_state["key"] == "G"
+
+
+def test_bad_link_values_are_explained_and_the_page_still_works(model_dir):
+    at = run_app({"seed": "banana", "temperature": "9", "top_k": "-3"})
+    warnings = " ".join(texts(at.warning))
+    assert "seed 'banana' is not a number" in warnings
+    assert "temperature 9 is outside" in warnings
+    assert "top_k -3 is outside" in warnings
+    assert at.session_state["temperature"] == 2.0 and at.session_state["top_k"] == 0
+    assert tune_of(at)
+
+
+def test_new_seed_button_gives_a_new_seed_and_tune(model_dir):
+    at = run_app()
+    before = tune_of(at)
+    at.sidebar.button[0].click().run()
+    assert at.session_state["seed"] != 0
+    assert tune_of(at) != before
+
+
+def test_meter_and_key_choices_write_the_header(model_dir):
+    at = run_app()
+    meters = at.sidebar.selectbox(key="meter").options
+    keys = at.sidebar.selectbox(key="key").options
+    assert meters[0] == "any" and "6/8" in meters[1] and len(meters) >= 4
+    assert keys[0] == "any" and "G" in keys and "D" in keys
+    at.sidebar.selectbox(key="meter").set_value("6/8").run()
+    at.sidebar.selectbox(key="key").set_value("G").run()
+    prime = at.session_state["prime"]
+    assert prime == "X:1\nM:6/8\nL:1/8\nK:G\n"
+    assert tune_of(at).startswith(prime)
+    at.sidebar.selectbox(key="meter").set_value("any").run()
+    at.sidebar.selectbox(key="key").set_value("any").run()
+    assert at.session_state["prime"] == "X:"
+
+
+def test_picking_a_step_shows_its_distribution(model_dir):
+    at = run_app({"seed": "2"})
+    g = load_sampler(model_dir).generate("X:", 600, 1.0, 2, 0)
+    # A new tune starts at its most surprising character.
+    surprise = min(range(len(g.generated)), key=lambda i: g.steps[i].prob)
+    assert at.session_state["step"] == surprise
+    at.number_input(key="step").set_value(5).run()
+    assert not at.exception
+    title = next(t for t in charts_of(at) if t.startswith("Next character"))
+    assert title == (f"Next character at step 5: the model wrote "
+                     f"{charts.show_char(g.generated[5])!r}")
+    assert any(f"{g.steps[5].prob:.3f}" in m for m in texts(at.markdown))
+
+
+def test_an_out_of_range_length_in_a_link_is_clamped(model_dir):
+    at = run_app({"length": "0"})
+    assert at.session_state["length"] == params.LENGTH_MIN
+    assert any("length 0 is outside" in w for w in texts(at.warning))
+    assert len(tune_of(at)) <= len("X:") + params.LENGTH_MIN
+
+
+# -- errors ---------------------------------------------------------------------------------
+def test_unknown_characters_in_the_seed_text(model_dir):
+    at = run_app()
+    at.sidebar.text_area(key="prime").set_value("X:1\nT:Café ☃\n").run()
+    assert not at.exception
+    errors = " ".join(texts(at.error))
+    assert "does not know" in errors and "☃" in errors and "é" in errors
+    # The rest of the page keeps working.
+    assert any(b.label == "Start training" for b in at.button)
+    assert at.sidebar.code[0].value.startswith("?seed=0&prime=X%3A1%0AT%3ACaf")
+    at.sidebar.text_area(key="prime").set_value("X:").run()
+    assert not at.error or all("Invalid ABC" in e for e in texts(at.error))
+    assert tune_of(at)
+
+
+def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("ABCWEB_WEIGHTS", str(tmp_path))
+    at = run_app()
+    errors = " ".join(texts(at.error))
+    assert "shipped model cannot be loaded" in errors and "Train tab" in errors
+    assert any(b.label == "Start training" for b in at.button)
+    assert at.sidebar.code[0].value.startswith("?seed=")
+
+
+def test_missing_tools_are_clear_warnings(model_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no abc2midi, abcm2ps or fluidsynth
+    at = run_app({"seed": "11"})
+    warnings = " ".join(texts(at.warning))
+    assert "Cannot check this tune: abc2midi is not installed" in warnings
+    assert "No sheet music: abcm2ps is not installed" in warnings
+    assert "No audio:" in warnings and "is not installed" in warnings
+    assert tune_of(at)  # the text and the charts still come
+    assert len(at.get("vega_lite_chart")) == 3
+
+
+# -- training -------------------------------------------------------------------------------
+def select_upload(at: AppTest) -> AppTest:
+    at.selectbox(key="train_corpus").set_value("upload").run()
+    return at
+
+
+def test_bad_uploads_are_clear_errors(model_dir):
+    at = select_upload(run_app())
+    start = next(b for b in at.button if b.label == "Start training")
+    assert start.disabled  # nothing to train on yet
+    cases = [(b"\x00\x01\x02binary", "binary"), (b"   \n", "empty"),
+             (b"just some words\nno tunes here\n", "no ABC tunes")]
+    for data, words in cases:
+        at.get("file_uploader")[0].set_value(("bad.abc", data, "text/plain"))
+        at.run()
+        assert not at.exception
+        assert any(words in e for e in texts(at.error)), texts(at.error)
+        assert next(b for b in at.button if b.label == "Start training").disabled
+    at.get("file_uploader")[0].set_value(
+        ("jigs.abc", "\n\n".join(JIG.format(n=i) for i in range(30)).encode(), "text/plain"))
+    at.run()
+    assert not at.error or all("ABC" in e for e in texts(at.error))
+    assert any("30 tunes" in c for c in texts(at.caption))
+    assert not next(b for b in at.button if b.label == "Start training").disabled
+
+
+@pytest.mark.slow
+def test_training_in_the_page_gives_a_model_for_this_session_only(model_dir):
+    at = select_upload(run_app())
+    at.get("file_uploader")[0].set_value(
+        ("jigs.abc", "\n\n".join(JIG.format(n=i) for i in range(30)).encode(), "text/plain"))
+    at.run()
+    at.number_input(key="train_steps").set_value(12).run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception
+    job = at.session_state["jobs"][-1]
+    assert job.wait(240), "training did not finish"
+    assert job.state == "done", job.error
+    at.run()
+    assert not at.exception
+    assert any("Done" in s for s in texts(at.success))
+    assert "Loss" in charts_of(at)
+    models = at.sidebar.selectbox(key="model").options
+    assert len(models) == 2
+    next(b for b in at.button if b.label == "Use this model for sampling").click().run()
+    at.run()
+    assert at.session_state["model"] == str(job.checkpoint_path)
+    mine = tune_of(at)
+    assert mine == job.sampler().generate("X:", 600, 1.0, 0, 0).text
+    assert any("shipped model" in c for c in texts(at.sidebar.caption))
+    # Another visitor still samples the shipped model.
+    other = run_app()
+    assert other.session_state["model"] == "shipped"
+    assert tune_of(other) == expected_text(model_dir, params.DEFAULTS)
+    job.cleanup()
+
+
+@pytest.mark.slow
+def test_tensorflow_sampler_writes_the_same_tune(model_dir):
+    at = run_app({"seed": "5", "length": "300"})
+    numpy_text = tune_of(at)
+    t0 = time.perf_counter()
+    at.sidebar.radio(key="device").set_value(at.sidebar.radio(key="device").options[1]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error or all("Invalid ABC" in e for e in texts(at.error))
+    assert tune_of(at) == numpy_text
+    assert time.perf_counter() - t0 < 120
