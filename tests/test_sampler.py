@@ -164,3 +164,17 @@ def test_tune_end_tracker():
     end = TuneEnd("X:1\nT:t\n", 1)
     seen = [bool(end.update([c])[0]) for c in "K:D\nabc\n\n"]
     assert seen == [False] * 8 + [True]
+
+
+def test_concurrent_sampling_is_correct_and_restores_blas_threads(s):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_info
+
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    expected = {seed: s.generate("X:", 120, 1.0, seed).text for seed in range(8)}
+    with ThreadPoolExecutor(4) as pool:
+        got = dict(zip(range(8), pool.map(lambda k: s.generate("X:", 120, 1.0, k).text,
+                                          range(8))))
+    assert got == expected
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
