@@ -43,6 +43,7 @@ MUSIC21_COLLECTIONS = {
 HEADER_KEEP = set("XTMLQRK")
 BODY_FIELDS_KEEP = set("KMLPQ")
 VALIDATION_EVERY = 10  # one tune in ten goes to validation
+MAX_UPLOAD_BYTES = 5 << 20  # also [server] maxUploadSize in .streamlit/config.toml
 IRISH_HELDOUT_OFFSET = 9  # irish.abc pieces 9, 19, 29, ... are the held-out yardstick
 
 _FIELD = re.compile(r"^([A-Za-z]):\s*(.*)$")
@@ -191,6 +192,9 @@ def parse_abc(text: str, name: str, description: str = "", normalise: bool = Tru
 
 def decode_upload(data: bytes, name: str = "upload") -> str:
     """Bytes from a file or an upload -> text, with a clear error for binary or non-UTF-8."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise CorpusError(f"{name}: the file is {len(data) / 2**20:.1f} MB; the most is "
+                          f"{MAX_UPLOAD_BYTES >> 20} MB")
     if not data or not data.strip():
         raise CorpusError(f"{name}: the file is empty")
     if b"\x00" in data[:8192]:

@@ -52,6 +52,22 @@ def validation_text(s: Sampler, irish_path: str) -> str | None:
     return None
 
 
+def notebook_style(s: Sampler, heldout: list[str], n: int = 10) -> dict:
+    """Prime with the headers of held-out irish.abc tunes (`K:D Major` style) and count the
+    generated body lines that end the notebook's way, with `!`."""
+    ends = total = valid = 0
+    primes = [t[: t.index("\n", t.index("\nK:") + 1) + 1] for t in heldout[:n] if "\nK:" in t]
+    for i, prime in enumerate(primes):
+        g = s.generate(prime, 600, 1.0, seed=i)
+        body = [ln for ln in g.generated.split("\n\n")[0].split("\n") if ln.strip()]
+        total += len(body)
+        ends += sum(ln.rstrip().endswith("!") for ln in body)
+        tune = tunes.first_complete_tune(g.text)
+        valid += bool(tune and abctools.check(tune.text).valid)
+    return {"tunes": len(primes), "lines": total, "bang_line_share": ends / max(total, 1),
+            "valid_share": valid / max(len(primes), 1)}
+
+
 def evaluate(weights: str | None, irish_path: str, samples: int = 40, length: int = 800,
              temperature: float = 1.0) -> dict:
     s = load_sampler(weights, backend="numpy")
@@ -76,6 +92,7 @@ def evaluate(weights: str | None, irish_path: str, samples: int = 40, length: in
     report["generated"]["settings"] = {"samples": samples, "temperature": temperature,
                                        "length": length, "prime": "X:", "seeds": f"0..{samples-1}"}
     report["real_heldout"] = check_tunes(list(irish.heldout.tunes))
+    report["notebook_style"] = notebook_style(s, irish.heldout.tunes)
     report["sample_600_seconds"] = sampler_speed(s)
     report["evaluate_seconds"] = time.perf_counter() - t0
     return report
@@ -93,6 +110,9 @@ def format_report(r: dict) -> str:
         f"{real['valid_share']:.1%} real held-out",
         f"bars match meter   {g['bar_match_share']:.1%} of {g['bars']} generated bars   "
         f"{real['bar_match_share']:.1%} of {real['bars']} real bars",
+        f"notebook style     {r['notebook_style']['bang_line_share']:.0%} of body lines end "
+        f"with '!' after a held-out irish.abc header ({r['notebook_style']['tunes']} tunes, "
+        f"{r['notebook_style']['valid_share']:.0%} valid)",
         f"600 chars          {r['sample_600_seconds'] * 1000:.0f} ms (median of 7, NumPy "
         "sampler, batch 1; target < 300 ms)",
     ]

@@ -97,3 +97,17 @@ def test_train_then_resume_from_the_cli(irish_path, tmp_path):
     assert ck.steps == 15 and [h["step"] for h in ck.info["history"]] == [5, 10, 15]
     p = cli("sample", "--weights", out, "--length", 30)
     assert p.returncode == 0 and p.stdout.startswith("X:")
+
+
+@pytest.mark.slow
+def test_evaluate_prints_the_figures(irish_path):
+    import json
+    p = cli("evaluate", "--irish", irish_path, "--samples", 3, "--length", 300, "--json",
+            timeout=600)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert 0 < r["heldout_bpc"] < 8 and r["heldout_chars"] == 21555
+    assert r["generated"]["tunes"] == 3 and 0 <= r["generated"]["valid_share"] <= 1
+    assert r["real_heldout"]["tunes"] == 80 and r["real_heldout"]["valid_share"] > 0.85
+    assert r["notebook_style"]["tunes"] == 10
+    assert_clean_error(cli("evaluate", "--irish", "/no/such/irish.abc"), "cannot read")

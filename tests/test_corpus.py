@@ -65,6 +65,7 @@ def test_transliteration():
 @pytest.mark.parametrize("data, message", [
     (b"", "empty"), (b"   \n", "empty"), (b"\x00\x01\x02binary", "binary"),
     (bytes(range(128, 256)) * 10, "UTF-8"), (b"just some words\n", "no ABC tunes"),
+    (b"X:1\nK:C\nabc|\n" * 500_000, "the most is 5 MB"),
 ])
 def test_bad_uploads(data, message):
     with pytest.raises(corpus.CorpusError, match=message):
