@@ -8,7 +8,8 @@ Sources:
 
 What `normalise_tune` drops, so the model learns music and not transcribers' notes:
 - comment lines (`%...`), `%%` directives and trailing `% comments`;
-- header fields other than X, T, M, L, Q, R, K (B, N, Z, O, S, A, C, D, G, H, I, F, P, W...),
+- header fields other than X, T, M, L, Q, K (R, B, N, Z, O, S, A, C, D, G, H, I, F, P, W...;
+  abc2midi rejects `R:hornpipe` in any meter but 2/4 and 4/4),
   and in the body every field line except the inline K, M, L, P, Q changes;
 - quoted text annotations (`"^text"`, `"_mf"`, fingerings like `"4"`); chord symbols stay;
 - line continuations (`\\` at a line end) are joined, trailing spaces removed;
@@ -40,7 +41,7 @@ MUSIC21_COLLECTIONS = {
     "miscFolk": "American Veteran Fifer and Northumbrian Minstrelsy",
 }
 
-HEADER_KEEP = set("XTMLQRK")
+HEADER_KEEP = set("XTMLQK")
 BODY_FIELDS_KEEP = set("KMLPQ")
 VALIDATION_EVERY = 10  # one tune in ten goes to validation
 MAX_UPLOAD_BYTES = 5 << 20  # also [server] maxUploadSize in .streamlit/config.toml
