@@ -1,0 +1,190 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright against
+`streamlit run streamlit_app.py`.
+
+One server for the module; each test opens its own browser context, so each is a new
+visitor with a new Streamlit session.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from browser_support import CHARTS, CHROMIUM, TUNE, app_server, launch, tune_text
+
+from abcweb import checkpoint
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
+    pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)",
+                allow_module_level=True)
+
+TEMPERATURE = 'input[type="range"][aria-label="Temperature"]'
+TIMEOUT = 60_000
+
+
+@pytest.fixture(scope="module")
+def server():
+    try:
+        checkpoint.load(os.environ.get("ABCWEB_WEIGHTS") or None)
+    except checkpoint.CheckpointError as e:
+        pytest.skip(f"no model to sample from: {e}")
+    with app_server() as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    context.set_default_timeout(TIMEOUT)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def idle(page) -> None:
+    """Wait for the current script run to finish."""
+    page.wait_for_function(
+        "() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
+        " return !w || !/Running|Stop/.test(w.innerText); }", timeout=TIMEOUT)
+
+
+def open_page(page, url: str) -> str:
+    page.goto(url)
+    page.wait_for_selector(TUNE)
+    page.wait_for_selector(f"{CHARTS} svg .mark-symbol")
+    idle(page)
+    return tune_text(page)
+
+
+def press_on_slider(page, key: str) -> tuple[str, str]:
+    """Press a key on the temperature slider and wait until the new tune and its audio are in
+    the page. Returns the text and audio source from before."""
+    before = tune_text(page)
+    src = page.locator("audio").first.get_attribute("src")
+    page.locator(TEMPERATURE).focus()
+    page.keyboard.press(key)
+    page.wait_for_function(
+        "([sel, before, src]) => { const el = document.querySelector(sel);"
+        " const audio = document.querySelector('audio');"
+        " if (!el || !audio || audio.src === src) return false;"
+        " return Array.from(el.querySelectorAll('[data-line]'))"
+        ".map(d => d.lastChild.textContent).join('\\n') !== before; }",
+        arg=[TUNE, before, src])
+    idle(page)
+    return before, src
+
+
+def query_of(url: str) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query, keep_blank_values=True).items()}
+
+
+def test_page_plays_draws_and_answers_the_temperature_slider(server, page):
+    before = open_page(page, server + "/?seed=21&temperature=0.8")
+    assert before.startswith("X:")
+    # The audio element's source is a real audio file.
+    src = page.locator("audio").first.get_attribute("src")
+    audio = page.request.get(src if src.startswith("http") else server + src)
+    assert audio.ok
+    body = audio.body()
+    assert len(body) > 2000
+    assert audio.headers["content-type"].startswith("audio/")
+    assert body[:3] == b"ID3" or body[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2") \
+        or body[:4] in (b"fLaC", b"RIFF")
+    # Sheet music and the three charts are drawn.
+    assert page.locator('[data-testid="stImage"] img').count() >= 1
+    assert page.locator(f"{CHARTS} svg").count() >= 3
+    # Move the slider one step right: a new tune, a new audio source, a new link.
+    slider = page.locator(TEMPERATURE)
+    assert slider.input_value() == "0.8"
+    press_on_slider(page, "ArrowRight")
+    assert slider.input_value() == "0.85"
+    assert tune_text(page) != before
+    assert page.locator("audio").first.get_attribute("src") != src
+    assert query_of(page.url)["temperature"] == "0.85"
+
+
+def test_clicking_a_chart_picks_a_step(server, page):
+    open_page(page, server + "/?seed=8")
+    step = page.locator('input[aria-label="Step"]')
+    first = step.input_value()
+    chart = page.locator(CHARTS).first
+    chart.scroll_into_view_if_needed()
+    plot = chart.locator("svg .mark-symbol").first.bounding_box()
+    # Click near the left end of the plot, far from the default (most surprising) step.
+    target = plot["x"] + plot["width"] * (0.08 if int(first) > 60 else 0.9)
+    page.mouse.click(target, plot["y"] + plot["height"] / 2)
+    page.wait_for_function(
+        "([first]) => { const el = document.querySelector('input[aria-label=\"Step\"]');"
+        " return el && el.value !== first; }", arg=[first])
+    picked = step.input_value()
+    assert picked != first
+    # The next-character chart follows the pick.
+    title = page.locator(CHARTS).nth(2).locator("svg .role-title-text")
+    playwright_api.expect(title).to_contain_text(f"Next character at step {picked}:")
+    assert 0 <= int(picked) < (60 if int(first) > 60 else 10_000)
+
+
+def test_a_share_link_brings_back_the_same_tune(server, browser, page):
+    open_page(page, server + "/?seed=5")
+    press_on_slider(page, "ArrowLeft")
+    tune = tune_text(page)
+    link = page.locator('[data-testid="stSidebar"] [data-testid="stCode"] code').inner_text()
+    assert query_of(link) == query_of(page.url)
+    assert query_of(link)["temperature"] == "0.95" and query_of(link)["seed"] == "5"
+    # The copy button puts the same link on the clipboard.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    page.locator('[data-testid="abcweb-copy-link"]').click()
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert copied.replace(" ", "") == link.replace(" ", "").replace("\n", "")
+    # Someone else opens it.
+    other = browser.new_context(viewport={"width": 1400, "height": 1100})
+    other.set_default_timeout(TIMEOUT)
+    try:
+        visitor = other.new_page()
+        assert open_page(visitor, copied) == tune
+    finally:
+        other.close()
+
+
+def test_training_in_the_train_tab_shows_the_loss_and_gives_a_model(server, page):
+    open_page(page, server + "/")
+    page.get_by_role("tab", name=re.compile("Train")).click()
+    steps = page.locator('input[aria-label="Steps"]')
+    steps.fill("30")
+    steps.press("Enter")
+    idle(page)
+    page.get_by_role("button", name=re.compile("Start training")).click()
+    panel = page.get_by_role("tabpanel")
+    panel.locator(f"{CHARTS} svg .mark-line").first.wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r"^Done: the model is saved")).wait_for(timeout=180_000)
+    idle(page)
+    progress = page.locator('[data-testid="stProgress"]').inner_text()
+    assert "step 30 of 30" in progress and "validation" in progress
+    before = tune_text(page)
+    page.get_by_role("button", name=re.compile("Use this model for sampling")).click()
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    playwright_api.expect(sidebar.locator('input[aria-label="Model"]')).to_have_value(
+        re.compile("^Trained here: tiny on"))
+    sidebar.get_by_text("lives only in this browser session").wait_for()
+    # The Generate tab now samples the new model.
+    page.get_by_role("tab", name=re.compile("Generate")).click()
+    page.wait_for_function(
+        "([sel, before]) => { const el = document.querySelector(sel); if (!el) return false;"
+        " return Array.from(el.querySelectorAll('[data-line]'))"
+        ".map(d => d.lastChild.textContent).join('\\n') !== before; }", arg=[TUNE, before])
