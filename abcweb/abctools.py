@@ -29,6 +29,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -165,7 +166,12 @@ def _run(
             time.sleep(0.005)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            # The tool leads its own process group (start_new_session): stop anything it
+            # started too, or a child of a wrapper script would outlive the timeout.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                proc.kill()
         proc.wait()
         proc.stdout.close()
     with open(err_path, "rb") as f:
@@ -187,8 +193,10 @@ def _prepare(abc: str) -> tuple[str, int]:
     if len(abc) > MAX_ABC_CHARS:
         raise ToolError(f"ABC too long: {len(abc)} characters, at most {MAX_ABC_CHARS} per tune")
     text = abc.replace("\r\n", "\n").replace("\r", "\n").replace("\0", " ")
-    text = _UNSAFE_LINE.sub("%", text)
+    # Inline fields first: blanking `[I:...]` at a line's start can leave an indented `I:` or
+    # `%%` line, which the line rule then catches.
     text = _UNSAFE_INLINE.sub(lambda m: " " * len(m.group()), text)
+    text = _UNSAFE_LINE.sub("%", text)
     offset = 0
     if not re.search(r"^X:", text, re.M):
         text, offset = "X:1\n" + text, 1  # abc2midi skips a tune without X:

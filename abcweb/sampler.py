@@ -114,7 +114,11 @@ def uniforms(seed: int, length: int) -> np.ndarray:
 
 
 def _masked(logits: np.ndarray, temperature: float, top_k: int) -> np.ndarray:
-    z = logits.astype(np.float64) / temperature
+    # Shift the maximum to 0 before dividing: a tiny temperature (1e-310) then gives -inf for
+    # the others (greedy), not inf - inf = NaN probabilities.
+    z = logits.astype(np.float64)
+    with np.errstate(over="ignore"):
+        z = (z - z.max(-1, keepdims=True)) / temperature
     if top_k and top_k < z.shape[-1]:
         kth = np.partition(z, -top_k, axis=-1)[..., -top_k, None]
         z = np.where(z >= kth, z, -np.inf)
