@@ -454,13 +454,16 @@ def generate_tab(settings: params.Settings, model: str, backend: str) -> None:
         st.html(abc_html(g, tune, check.problems if check else []))
         with st.expander("ABC text to copy"):
             st.code(g.text, language=None)
-    with right:
-        tune_media(g, tune, renders, settings)
+    media = right.container()
 
+    # The charts go out first, while fluidsynth is still rendering the audio (the slowest
+    # part of a new tune); then the sheet music and the player fill their place above.
     if built is None:
         st.info("The model wrote nothing (length 0): nothing to chart.")
-        return
-    thinking(g, built)
+    else:
+        thinking(g, built)
+    with media:
+        tune_media(g, tune, renders, settings)
 
 
 def tune_media(g: Generation, tune: tunes.Tune | None, renders: dict,

@@ -30,26 +30,36 @@ class HeaderChoices:
     sources: list[str] = field(default_factory=list)
 
 
-def _header_value(tune: str, key: str) -> str | None:
-    for line in tune.split("\n"):
-        if line.startswith(key + ":"):
-            return re.sub(r"(?<!\\)%.*", "", line[2:]).strip() or None
-        if line.startswith("K:") and key != "K":
-            return None  # the header ended without the field
-    return None
+def header_fields(tune: str, keys: str = "MLK") -> dict[str, str]:
+    """The first value of each header field in `keys`, read up to the K: line (the header's
+    end), with trailing `% comments` removed."""
+    found: dict[str, str] = {}
+    start = 0
+    while True:
+        end = tune.find("\n", start)
+        line = tune[start:] if end < 0 else tune[start:end]
+        if len(line) > 1 and line[1] == ":" and line[0] in keys and line[0] not in found:
+            value = line[2:]
+            if "%" in value:
+                value = re.sub(r"(?<!\\)%.*", "", value)
+            value = value.strip()
+            if value:
+                found[line[0]] = value
+        if line.startswith("K:") or end < 0:
+            return found
+        start = end + 1
 
 
 def count(tunes: list[str], min_share: float = 0.002, top: int = 12) -> HeaderChoices:
     """The meters and keys of at least `min_share` of the tunes (at most `top` of each)."""
     meters, keys, units = Counter(), Counter(), {}
     for tune in tunes:
-        m = _header_value(tune, "M")
-        k = _header_value(tune, "K")
+        fields = header_fields(tune)
+        m, k = fields.get("M"), fields.get("K")
         if m:
             meters[m] += 1
-            unit = _header_value(tune, "L")
-            if unit:
-                units.setdefault(m, Counter())[unit] += 1
+            if "L" in fields:
+                units.setdefault(m, Counter())[fields["L"]] += 1
         if k:
             keys[k] += 1
     floor = max(1, int(min_share * len(tunes)))

@@ -1,6 +1,7 @@
 """Page speed in a real browser: time to interactive, and slider move to a new tune.
 
     PYTHONPATH=. .venv/bin/python bench/page_speed.py [--moves 6] [--weights DIR] [--json]
+    PYTHONPATH=. .venv/bin/python bench/page_speed.py --screenshot docs/screenshot.png
 
 1. Starts Chromium, then `streamlit run streamlit_app.py`, and opens the page as soon as the
    server answers. "Interactive" is the first moment the page shows the tune text, the audio
@@ -61,6 +62,26 @@ def temperature_slider(page):
     return page.locator('input[type="range"][aria-label="Temperature"]')
 
 
+SCREENSHOT_QUERY = "?seed=3&prime=X%3A1%0AM%3A6%2F8%0AL%3A1%2F8%0AK%3AG%0A&temperature=0.8"
+
+
+def screenshot(path: str, weights: str | None, query: str = SCREENSHOT_QUERY) -> None:
+    """The page as a visitor first sees it, sidebar, tune and charts in one tall image."""
+    from playwright.sync_api import sync_playwright
+
+    env = {"ABCWEB_WEIGHTS": weights} if weights else {}
+    with sync_playwright() as p, bs.app_server(env) as (url, _):
+        browser = bs.launch(p)
+        # Streamlit scrolls inside its main block: a tall window shows the whole page.
+        page = browser.new_page(viewport={"width": 1440, "height": 2200})
+        page.goto(url + query)
+        page.wait_for_function(READY, timeout=60_000, polling=50)
+        page.wait_for_timeout(1500)  # let Vega finish its transitions
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=path)
+        browser.close()
+
+
 def measure(moves: int, weights: str | None, query: str) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -100,7 +121,12 @@ def main() -> int:
     ap.add_argument("--query", default="?seed=1&temperature=0.6",
                     help="query string to open the page with")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--screenshot", metavar="PNG", default=None,
+                    help="only write a screenshot of the page (docs/screenshot.png)")
     args = ap.parse_args()
+    if args.screenshot:
+        screenshot(args.screenshot, args.weights)
+        return 0
     r = measure(args.moves, args.weights, args.query)
     if args.json:
         print(json.dumps(r))
