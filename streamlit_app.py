@@ -35,7 +35,8 @@ from abcweb.training_job import MAX_CONCURRENT, RECIPES, TrainingJob
 SHIPPED = "shipped"
 # For development and tests only: sample from another checkpoint folder instead of weights/.
 SHIPPED_PATH = os.environ.get("ABCWEB_WEIGHTS") or None
-STREAM_AFTER_S = 1.5  # stream the text when writing it is expected to take longer than this
+# Stream the text when writing it is expected to take longer than this many seconds.
+STREAM_AFTER_S = float(os.environ.get("ABCWEB_STREAM_AFTER", "1.5"))
 MAX_SESSION_MODELS = 3  # trained models kept per browser session (each holds a temp folder)
 ANY = "any"
 CPU, GPU = "CPU · NumPy sampler", "GPU · TensorFlow sampler"
@@ -112,10 +113,18 @@ def tune_charts(key: tuple, _g: Generation) -> dict:
     return {"prob": charts.probability_chart(_g), "entropy": charts.entropy_chart(_g)}
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def seconds_per_char(path: str | None, backend: str) -> float:
+    """How long the model takes per character here (32 characters, timed once)."""
+    t0 = time.perf_counter()
+    get_sampler(path, backend).generate("X", 32, 1.0, 0, 0, stop_at_end=False)
+    return (time.perf_counter() - t0) / 32
+
+
 @st.cache_resource(show_spinner=False)
-def speed_table() -> dict:
-    """Seconds per character each model took last time, to decide whether to stream."""
-    return {}
+def written() -> set:
+    """Generation arguments already in generate()'s cache (approximately: it evicts)."""
+    return set()
 
 
 # -- session state --------------------------------------------------------------------------
@@ -304,10 +313,11 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
     expected to take long. Returns (generation, seconds, was cached) or None on an error."""
     args = (model_path(model), backend, settings.prime, settings.length,
             settings.temperature, settings.seed, settings.top_k)
-    speeds = speed_table()
-    expected = speeds.get(args[:2], 0.0) * settings.length
     try:
-        if backend == "numpy" and expected > STREAM_AFTER_S and not _cached(args):
+        # Streaming costs a second pass for the charts' logits: only worth it when the
+        # text would otherwise keep a visitor waiting.
+        if (backend == "numpy" and args not in written()
+                and seconds_per_char(*args[:2]) * settings.length > STREAM_AFTER_S):
             slot = st.empty()
             text = settings.prime
             for chunk in sampler.stream(settings.prime, settings.length, settings.temperature,
@@ -318,6 +328,7 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
         t0 = time.perf_counter()
         g, seconds = generate(*args)
         cached = time.perf_counter() - t0 < seconds  # a hit costs far less than the run
+        written().add(args)
     except UnknownCharacters as e:
         st.error(f"Cannot start from this seed text: {e}. Remove or replace them (the "
                  "model knows plain ASCII and newlines).")
@@ -325,14 +336,7 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
     except ValueError as e:
         st.error(f"Cannot write a tune with these settings: {e}")
         return None
-    if not cached and g.generated:
-        speeds[args[:2]] = seconds / max(len(g.generated), 1)
     return g, seconds, cached
-
-
-def _cached(args: tuple) -> bool:
-    # st.cache_resource has no "contains"; a miss would compute, so look at our own record.
-    return args in st.session_state.setdefault("_seen", set())
 
 
 def start_renders(text: str) -> dict[str, Future]:
@@ -370,7 +374,10 @@ def abc_html(g: Generation, tune: tunes.Tune | None, problems) -> str:
             marks.setdefault(line, []).append(p)
     prime_lines = g.prime.count("\n") + 1
     rows = []
-    for n, line in enumerate(g.text.split("\n"), 1):
+    lines = g.text.split("\n")
+    while len(lines) > 1 and not lines[-1].strip():
+        lines.pop()  # the blank line that ends a tune is not worth a row
+    for n, line in enumerate(lines, 1):
         ps = marks.get(n, [])
         err = any(p.level == "error" for p in ps)
         bg = "#ffebee" if err else "#fff8e1" if ps else "transparent"
@@ -435,9 +442,6 @@ def generate_tab(settings: params.Settings, model: str, backend: str) -> None:
         return
     g, seconds, cached = out
     st.session_state._text = g.text  # exactly what was written (st.code trims the end)
-    st.session_state.setdefault("_seen", set()).add(
-        (model_path(model), backend, settings.prime, settings.length, settings.temperature,
-         settings.seed, settings.top_k))
     tune = pick_tune(g)
     renders = start_renders(tune.text) if tune is not None else {}
     key = (model_path(model), backend, g.prime, g.generated, g.temperature, g.top_k)

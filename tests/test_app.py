@@ -16,7 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from abcweb import charts, checkpoint, params
-from abcweb.sampler import load_sampler
+from abcweb.sampler import Sampler, load_sampler
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 WEIGHTS = os.environ.get("ABCWEB_WEIGHTS") or None
@@ -169,7 +169,7 @@ def test_meter_and_key_choices_write_the_header(model_dir):
 
 def test_picking_a_step_shows_its_distribution(model_dir):
     at = run_app({"seed": "2"})
-    g = load_sampler(model_dir).generate("X:", 600, 1.0, 2, 0)
+    g = load_sampler(model_dir, "numpy").generate("X:", 600, 1.0, 2, 0)
     # A new tune starts at its most surprising character.
     surprise = min(range(len(g.generated)), key=lambda i: g.steps[i].prob)
     assert at.session_state["step"] == surprise
@@ -186,6 +186,25 @@ def test_an_out_of_range_length_in_a_link_is_clamped(model_dir):
     assert at.session_state["length"] == params.LENGTH_MIN
     assert any("length 0 is outside" in w for w in texts(at.warning))
     assert len(tune_of(at)) <= len("X:") + params.LENGTH_MIN
+
+
+def test_slow_generation_is_streamed_into_the_page(model_dir, monkeypatch):
+    # Streaming is for slow hosts; a threshold of 0 seconds streams every new tune.
+    monkeypatch.setenv("ABCWEB_STREAM_AFTER", "0")
+    chunks = []
+    real = Sampler.stream
+
+    def spy(self, *args, **kwargs):
+        for chunk in real(self, *args, **kwargs):
+            chunks.append(chunk)
+            yield chunk
+
+    monkeypatch.setattr(Sampler, "stream", spy)
+    s = params.Settings(seed=606, temperature=1.15, length=300)
+    at = run_app(params.to_query(s))
+    text = expected_text(model_dir, s)
+    assert tune_of(at) == text
+    assert len(chunks) >= 2 and s.prime + "".join(chunks) == text
 
 
 # -- errors ---------------------------------------------------------------------------------
