@@ -300,6 +300,30 @@ def test_training_in_the_page_gives_a_model_for_this_session_only(model_dir):
 
 
 @pytest.mark.slow
+def test_stop_ends_training_early_and_keeps_the_model(model_dir):
+    at = select_upload(run_app())
+    at.get("file_uploader")[0].set_value(
+        ("jigs.abc", "\n\n".join(JIG.format(n=i) for i in range(30)).encode(), "text/plain"))
+    at.run()
+    at.number_input(key="train_steps").set_value(20_000).run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    job = at.session_state["jobs"][-1]
+    deadline = time.monotonic() + 120
+    while len(job.metrics()) < 3:
+        assert time.monotonic() < deadline and job.running, job.error
+        time.sleep(0.1)
+    at.run()
+    stop = next(b for b in at.button if b.label == "Stop")
+    assert not stop.disabled
+    stop.click().run()
+    assert job.wait(60) and job.state == "stopped"
+    at.run()
+    assert any(s.startswith("Stopped early") for s in texts(at.success))
+    assert len(at.sidebar.selectbox(key="model").options) == 2
+    job.cleanup()
+
+
+@pytest.mark.slow
 def test_tensorflow_sampler_writes_the_same_tune(model_dir):
     at = run_app({"seed": "5", "length": "300"})
     numpy_text = tune_of(at)
