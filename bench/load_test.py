@@ -240,8 +240,12 @@ class Visit:
 
 
 def shown(text: str) -> str:
-    """A text as the page's ABC box shows it (an empty line shows as one space)."""
-    return "\n".join(line or " " for line in text.split("\n"))
+    """A text as the page's ABC box shows it: trailing blank lines are not shown, and an
+    empty line shows as one space."""
+    lines = text.split("\n")
+    while len(lines) > 1 and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(line or " " for line in lines)
 
 
 async def _wait(page, predicate: str, arg=None, timeout: float = 120_000):
