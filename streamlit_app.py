@@ -291,9 +291,6 @@ def sidebar() -> tuple[params.Settings, str, str]:
 # -- Generate tab ---------------------------------------------------------------------------
 def sampler_or_error(model: str, backend: str) -> Sampler | None:
     try:
-        if backend == "tf":
-            with st.spinner("Loading TensorFlow for the tf.function sampler…"):
-                return get_sampler(model_path(model), backend)
         return get_sampler(model_path(model), backend)
     except CheckpointError as e:
         if model == SHIPPED:
@@ -301,9 +298,6 @@ def sampler_or_error(model: str, backend: str) -> Sampler | None:
                      "tab to sample from it, or put a checkpoint in weights/.")
         else:
             st.error(f"This model cannot be loaded: {e}")
-    except ImportError as e:
-        st.error(f"The TensorFlow sampler is not available here ({e}); choose the CPU "
-                 "sampler.")
     return None
 
 
@@ -326,9 +320,19 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
                 slot.code(text + "▌", language=None)
             slot.empty()
         t0 = time.perf_counter()
-        g, seconds = generate(*args)
+        if backend == "tf" and args not in written():
+            # The tf sampler imports TensorFlow and traces its loop on first use.
+            with st.spinner("Writing with the TensorFlow sampler (loading TensorFlow the "
+                            "first time: a few seconds)…"):
+                g, seconds = generate(*args)
+        else:
+            g, seconds = generate(*args)
         cached = time.perf_counter() - t0 < seconds  # a hit costs far less than the run
         written().add(args)
+    except ImportError as e:
+        st.error(f"The TensorFlow sampler is not available here ({e}); choose the CPU "
+                 "sampler.")
+        return None
     except UnknownCharacters as e:
         st.error(f"Cannot start from this seed text: {e}. Remove or replace them (the "
                  "model knows plain ASCII and newlines).")
