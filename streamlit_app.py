@@ -17,7 +17,9 @@ import html
 import json
 import os
 import random
+import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -41,6 +43,7 @@ MAX_SESSION_MODELS = 3  # trained models kept per browser session (each holds a 
 ANY = "any"
 CPU, GPU = "CPU · NumPy sampler", "GPU · TensorFlow sampler"
 LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2]
+GENERATIONS_CACHED = 64  # tunes kept per process (each with its logits: ~0.2 MB)
 
 
 # -- process-wide resources (shared read-only by every visitor) -----------------------------
@@ -77,7 +80,7 @@ def get_sampler(path: str | None, backend: str) -> Sampler:
     return load_sampler(path, backend)
 
 
-@st.cache_resource(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=GENERATIONS_CACHED)
 def generate(path: str | None, backend: str, prime: str, length: int, temperature: float,
              seed: int, top_k: int) -> tuple[Generation, float]:
     t0 = time.perf_counter()
@@ -121,10 +124,31 @@ def seconds_per_char(path: str | None, backend: str) -> float:
     return (time.perf_counter() - t0) / 32
 
 
+class Recent:
+    """The last `size` keys seen (a bounded, thread-safe set): which generations are likely
+    still in generate()'s cache, without keeping every visitor's arguments forever."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.keys: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def __contains__(self, key) -> bool:
+        with self.lock:
+            return key in self.keys
+
+    def add(self, key) -> None:
+        with self.lock:
+            self.keys[key] = None
+            self.keys.move_to_end(key)
+            while len(self.keys) > self.size:
+                self.keys.popitem(last=False)
+
+
 @st.cache_resource(show_spinner=False)
-def written() -> set:
-    """Generation arguments already in generate()'s cache (approximately: it evicts)."""
-    return set()
+def written() -> Recent:
+    """Generation arguments recently written (generate() keeps GENERATIONS_CACHED)."""
+    return Recent(GENERATIONS_CACHED)
 
 
 # -- session state --------------------------------------------------------------------------
@@ -725,7 +749,7 @@ def about_tab(model: str, backend: str) -> None:
 # -- the page -------------------------------------------------------------------------------
 def main() -> None:
     st.set_page_config(page_title="abcweb · folk tunes from an LSTM",
-                       page_icon=":material/music_note:", layout="wide")
+                       page_icon="🎻", layout="wide")  # data: URL, no fetch
     # A bug must never show a traceback to visitors; every expected error is caught and
     # explained where it happens.
     st.set_option("client.showErrorDetails", "none")
