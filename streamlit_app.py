@@ -44,6 +44,10 @@ ANY = "any"
 CPU, GPU = "CPU · NumPy sampler", "GPU · TensorFlow sampler"
 LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2]
 GENERATIONS_CACHED = 64  # tunes kept per process (each with its logits: ~0.2 MB)
+# The player gets WAV: encoding MP3 took 0.15-0.8 s of every new tune on a 2-core host, WAV
+# none. The browser reads only its header until someone presses play; the MP3 (smaller, for
+# keeping) is encoded when its download button is pressed.
+PLAYER_FORMAT, PLAYER_MIME = "wav", abctools.MIME["wav"]
 
 
 # -- process-wide resources (shared read-only by every visitor) -----------------------------
@@ -372,7 +376,7 @@ def start_renders(text: str) -> dict[str, Future]:
     return {"check": pool.submit(abctools.check, text),
             "svg": pool.submit(abctools.to_svg, text),
             "midi": pool.submit(abctools.to_midi, text),
-            "audio": pool.submit(abctools.to_audio, text, abctools.WEB_FORMAT)}
+            "audio": pool.submit(abctools.to_audio, text, PLAYER_FORMAT)}
 
 
 def result(future: Future):
@@ -509,7 +513,7 @@ def tune_media(g: Generation, tune: tunes.Tune | None, renders: dict,
         st.warning(f"No sheet music: {svg_error}")
     audio, audio_error = result(renders["audio"])
     if audio is not None:
-        st.audio(audio, format=abctools.WEB_MIME)
+        st.audio(audio, format=PLAYER_MIME)
     else:
         st.warning(f"No audio: {audio_error}")
     midi, midi_error = result(renders["midi"])
@@ -528,9 +532,16 @@ def tune_media(g: Generation, tune: tunes.Tune | None, renders: dict,
     else:
         b.caption(f"No MIDI: {midi_error}")
     if audio is not None:
-        c.download_button(abctools.WEB_FORMAT.upper(), audio,
+        c.download_button(abctools.WEB_FORMAT.upper(), partial(download_audio, tune.text, audio),
                           f"{stem}.{abctools.WEB_FORMAT}", abctools.WEB_MIME,
                           on_click="ignore", width="stretch", icon=":material/download:")
+
+
+def download_audio(text: str, player_audio: bytes) -> bytes:
+    """The web format, encoded on click (from the cached render: a fraction of a second)."""
+    if abctools.WEB_FORMAT == PLAYER_FORMAT:
+        return player_audio
+    return abctools.to_audio(text, abctools.WEB_FORMAT)
 
 
 # -- what the model was thinking ------------------------------------------------------------

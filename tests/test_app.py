@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from abcweb import charts, checkpoint, params
+from abcweb import abctools, charts, checkpoint, params
 from abcweb.sampler import Sampler, load_sampler
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
@@ -86,8 +86,9 @@ def test_first_visit_writes_checks_draws_and_plays_a_tune(model_dir):
     assert rendered["errors"] == []
     assert rendered["svg"] > 1000 and rendered["midi"] > 20 and rendered["audio"] > 1000
     assert at.get("image") and at.get("audio")
+    assert rendered["audio_head"] == b"RIFF"  # the player gets WAV: nothing to encode
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels[:3] == ["ABC", "MIDI", rendered_format(rendered)]
+    assert labels[:3] == ["ABC", "MIDI", abctools.WEB_FORMAT.upper()]
     titles = list(charts_of(at))
     assert titles[:2] == ["Probability of each chosen character", "Entropy before each character"]
     assert titles[2].startswith("Next character at step")
@@ -97,9 +98,22 @@ def test_first_visit_writes_checks_draws_and_plays_a_tune(model_dir):
     assert link.startswith("?seed=0&prime=X%3A&length=600&temperature=1&top_k=0")
 
 
-def rendered_format(rendered: dict) -> str:
-    head = rendered["audio_head"]
-    return {b"RIFF": "WAV", b"fLaC": "FLAC", b"OggS": "OGA"}.get(head, "MP3")
+def page_module():
+    """The page's functions, without running it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("abcweb_page", APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_audio_download_is_encoded_when_pressed(model_dir):
+    at = run_app({"seed": "3"})
+    rendered = at.session_state["_rendered"]
+    data = page_module().download_audio(rendered["tune"], b"RIFF-player-audio")
+    assert data == abctools.to_audio(rendered["tune"], abctools.WEB_FORMAT)
+    assert len(data) < rendered["audio"]  # smaller than the player's WAV
 
 
 def test_moving_the_temperature_writes_a_new_tune_at_once(model_dir):

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from browser_support import CHARTS, CHROMIUM, TUNE, app_server, launch, tune_text
 
-from abcweb import checkpoint
+from abcweb import abctools, checkpoint
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,6 +27,8 @@ if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
                 allow_module_level=True)
 
 TEMPERATURE = 'input[type="range"][aria-label="Temperature"]'
+MAGIC = {"mp3": (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"), "flac": (b"fLaC",),
+         "wav": (b"RIFF",), "oga": (b"OggS",)}
 TIMEOUT = 60_000
 
 
@@ -104,8 +106,14 @@ def test_page_plays_draws_and_answers_the_temperature_slider(server, page):
     body = audio.body()
     assert len(body) > 2000
     assert audio.headers["content-type"].startswith("audio/")
-    assert body[:3] == b"ID3" or body[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2") \
-        or body[:4] in (b"fLaC", b"RIFF")
+    assert body.startswith(MAGIC["wav"])  # the player gets WAV (nothing to encode)
+    # The download button encodes the web format on click.
+    fmt = abctools.WEB_FORMAT
+    with page.expect_download() as download:
+        page.get_by_role("button", name=re.compile(rf"{fmt.upper()}$")).click()
+    data = Path(download.value.path()).read_bytes()
+    assert download.value.suggested_filename.endswith(f".{fmt}")
+    assert data.startswith(MAGIC[fmt])
     # Sheet music and the three charts are drawn.
     assert page.locator('[data-testid="stImage"] img').count() >= 1
     assert page.locator(f"{CHARTS} svg").count() >= 3
