@@ -6,7 +6,8 @@
 1. Starts Chromium, then `streamlit run streamlit_app.py`, and opens the page as soon as the
    server answers. "Interactive" is the first moment the page shows the tune text, the audio
    player, the charts and the temperature slider, with no script run in progress; the time is
-   counted from the start of the `streamlit run` process.
+   counted from the start of the `streamlit run` process. "Controls drawn" is when the
+   temperature slider first appears (a move from then on already starts a new run).
 2. Moves the temperature slider one step at a time (arrow key: a value never seen before, so
    nothing is cached) and times each move until the new tune's text, its audio and redrawn
    charts are all in the page and the run has finished.
@@ -92,6 +93,9 @@ def measure(moves: int, weights: str | None, query: str) -> dict:
         t_start = time.perf_counter()
         with bs.app_server(env) as (url, t_health):
             page.goto(url + query)
+            page.wait_for_selector('input[type="range"][aria-label="Temperature"]',
+                                   timeout=60_000)
+            t_controls = time.perf_counter() - t_start
             page.wait_for_function(READY, timeout=60_000, polling=20)
             t_interactive = time.perf_counter() - t_start
             slider = temperature_slider(page)
@@ -106,7 +110,8 @@ def measure(moves: int, weights: str | None, query: str) -> dict:
                 times.append(time.perf_counter() - t0)
                 changed.append((old, slider.input_value()))
         browser.close()
-    return {"health_s": round(t_health, 2), "interactive_s": round(t_interactive, 2),
+    return {"health_s": round(t_health, 2), "controls_s": round(t_controls, 2),
+            "interactive_s": round(t_interactive, 2),
             "moves_s": [round(t, 3) for t in times],
             "move_median_s": round(statistics.median(times), 3) if times else None,
             "move_max_s": round(max(times), 3) if times else None,
@@ -132,7 +137,9 @@ def main() -> int:
         print(json.dumps(r))
     else:
         print(f"server healthy after      {r['health_s']:.2f} s")
-        print(f"page interactive after    {r['interactive_s']:.2f} s   (target < 8 s)")
+        print(f"controls drawn after      {r['controls_s']:.2f} s")
+        print(f"page interactive after    {r['interactive_s']:.2f} s   (target < 8 s; tune, "
+              "audio, charts and slider all in the page)")
         print(f"slider move to new tune   median {r['move_median_s']:.3f} s, "
               f"max {r['move_max_s']:.3f} s   (target < 1 s)")
         print("  each move: " + ", ".join(f"{t:.3f}" for t in r["moves_s"]))
