@@ -56,7 +56,11 @@ SAMPLE_RATE = 44100
 PEAK_DBFS = -1.0  # normalise to this peak
 MP3_VBR_QUALITY = 0.5  # libsndfile compression level 0 (best) .. 1; 0.5 = LAME -V5
 OGG_QUALITY = 0.6  # libsndfile compression level for Vorbis (0 best .. 1)
-CACHE_BYTES = 256 << 20  # all cached renders together
+# Cached renders: checks, MIDI, SVG and encoded audio together (a few hundred tunes), and,
+# apart, decoded audio (5 MB for 30 s, only reused to encode one tune in another format). A
+# page server keeps both for its lifetime, so both stay small.
+CACHE_BYTES = 64 << 20
+PCM_CACHE_BYTES = 32 << 20
 SOUNDFONT_ENV = "ABCWEB_SOUNDFONT"
 # FluidR3_GM sounds best; with dynamic sample loading fluidsynth reads only the instruments a
 # tune uses, so it renders as fast as the 6 MB TimGM6mb. Debian paths first, then others.
@@ -241,12 +245,14 @@ class _Cache:
 
 
 _cache = _Cache(CACHE_BYTES)
+_pcm_cache = _Cache(PCM_CACHE_BYTES)
 
 
 def clear_cache() -> None:
-    with _cache.lock:
-        _cache.items.clear()
-        _cache.used = 0
+    for cache in (_cache, _pcm_cache):
+        with cache.lock:
+            cache.items.clear()
+            cache.used = 0
 
 
 # -----------------------------------------------------------------------------
@@ -599,7 +605,7 @@ def _render_pcm(midi: bytes, soundfont: Path, timeout: float) -> np.ndarray:
     """MIDI -> int16 stereo frames, peak-normalised (cached: every format starts here)."""
     exe = _tool("fluidsynth")
     key = ("pcm", midi, str(soundfont))
-    hit = _cache.get(key)
+    hit = _pcm_cache.get(key)
     if hit is not None:
         return hit
     max_bytes = MAX_AUDIO_SECONDS * SAMPLE_RATE * 2 * 4
@@ -661,9 +667,13 @@ def _render_pcm(midi: bytes, soundfont: Path, timeout: float) -> np.ndarray:
     loud = np.flatnonzero(level > peak * 1e-3)
     if loud.size:  # (a tune of rests keeps its silence)
         samples = samples[: loud[-1] + 1]
-    pcm = np.clip(np.rint(samples * (gain * 32767)), -32768, 32767).astype(np.int16)
+    # In place: a 30 s tune is 10 MB of float samples, and four renders may run at once.
+    samples *= np.float32(gain * 32767)
+    np.rint(samples, out=samples)
+    np.clip(samples, -32768, 32767, out=samples)
+    pcm = samples.astype(np.int16)
     pcm.setflags(write=False)  # shared through the cache
-    return _cache.put(key, pcm, pcm.nbytes)
+    return _pcm_cache.put(key, pcm, pcm.nbytes)
 
 
 def to_audio(

@@ -305,11 +305,12 @@ async def visitor(browser, url: str, name: str, seeds: list[int], length: int,
     return visit
 
 
-async def trainer(browser, url: str, steps: int, seed: int, length: int) -> Visit:
+async def trainer(browser, url: str, steps: int, seed: int, length: int,
+                  timeout_s: float = 900) -> Visit:
     """Open the page, train the tiny preset for `steps` steps, then sample from the model."""
     visit = Visit("trainer")
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(300_000)
+    context.set_default_timeout(timeout_s * 1000)
     page = await context.new_page()
     page.on("request", lambda r: visit.hosts.add(urlsplit(r.url).hostname or urlsplit(r.url)
                                                    .scheme))
@@ -328,7 +329,7 @@ async def trainer(browser, url: str, steps: int, seed: int, length: int) -> Visi
         await page.get_by_role("button", name=re.compile("Start training")).click()
         t_start = time.perf_counter()
         await page.get_by_text(re.compile(r"^Done: the model is saved")).wait_for(
-            timeout=300_000)
+            timeout=timeout_s * 1000)
         t_done = time.perf_counter()
         await page.get_by_role("button", name=re.compile("Use this model for sampling")).click()
         await _wait(page, DONE, [before], timeout=180_000)
@@ -358,7 +359,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(sessions: int = 8, generations: int = 200, length: int = 600, train_steps: int = 60,
-        weights: str | None = None, verify: bool = True, workdir: str | None = None) -> dict:
+        weights: str | None = None, verify: bool = True, workdir: str | None = None,
+        train_timeout_s: float = 900, log=None) -> dict:
     """Run the load test; returns the figures and the problems found (empty: all good)."""
     from playwright.async_api import async_playwright
 
@@ -388,6 +390,9 @@ def run(sessions: int = 8, generations: int = 200, length: int = 600, train_step
 
         def on_tune():
             count["n"] += 1
+            if log and count["n"] % 10 == 0:
+                log(f"{count['n']} generations in {time.perf_counter() - t0:.0f} s, "
+                    f"server RSS {rss_mb(srv.pid):.0f} MB")
             if count["n"] == sessions:
                 rec.mark("warm")  # every visitor has had its first tune
                 progress.append((time.perf_counter() - t0, count["n"], rec.marks["warm"]))
@@ -402,7 +407,8 @@ def run(sessions: int = 8, generations: int = 200, length: int = 600, train_step
                 jobs = [visitor(browser, srv.url, f"visitor {i}", seeds[i], length, on_tune)
                         for i in range(sessions)]
                 if train_steps:
-                    jobs.append(trainer(browser, srv.url, train_steps, 424242, min(length, 300)))
+                    jobs.append(trainer(browser, srv.url, train_steps, 424242, min(length, 300),
+                                        train_timeout_s))
                 out = await asyncio.gather(*jobs)
                 await browser.close()
                 return out
@@ -507,7 +513,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
     r = run(args.sessions, args.generations, args.length,
-            0 if args.no_train else args.train_steps, args.weights, not args.no_verify)
+            0 if args.no_train else args.train_steps, args.weights, not args.no_verify,
+            log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(r, indent=1))
     else:

@@ -87,7 +87,5 @@ def test_the_server_talks_to_nobody_else(load):
     assert not problems(load, "server connected"), load["problems"]
 
 
-@pytest.mark.xfail(strict=True, reason="streamlit_app.py main(): page_icon=':material/...' "
-                   "makes every page fetch its favicon from fonts.gstatic.com")
 def test_the_pages_ask_nothing_of_other_hosts(load):
     assert not problems(load, HOSTS), load["problems"]
