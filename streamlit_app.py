@@ -155,6 +155,22 @@ def written() -> Recent:
     return Recent(GENERATIONS_CACHED)
 
 
+@st.cache_resource(show_spinner=False)
+def favicon():
+    """A green note on white, drawn here. A Material icon makes the browser fetch the favicon
+    from fonts.gstatic.com; an emoji costs 0.4 s of the first page load (Streamlit compiles
+    its emoji table)."""
+    y, x = np.mgrid[0:32, 0:32]
+    img = np.full((32, 32, 3), 255, np.uint8)
+    head = ((x - 12) / 7.0) ** 2 + ((y - 23) / 5.0) ** 2 <= 1  # the note head
+    stem = (x >= 17) & (x <= 19) & (y >= 4) & (y <= 23)
+    flag = (x >= 19) & (x <= 26) & (y >= 4) & (y <= 11) & (x - 19 <= (y - 3))
+    img[head | stem | flag] = (46, 125, 50)
+    from PIL import Image  # Streamlit's own dependency
+
+    return Image.fromarray(img)
+
+
 # -- session state --------------------------------------------------------------------------
 def init_state() -> None:
     """On a session's first run, take the settings from the link (query parameters)."""
@@ -317,16 +333,22 @@ def sidebar() -> tuple[params.Settings, str, str]:
 
 
 # -- Generate tab ---------------------------------------------------------------------------
-def sampler_or_error(model: str, backend: str) -> Sampler | None:
+def sampler_or_error(model: str, backend: str) -> tuple[Sampler | None, str]:
+    """The sampler for a model, and the model it is: a trained model that cannot be loaded
+    falls back to the shipped one, with a warning; None when no model loads."""
+    if model != SHIPPED:
+        try:
+            return get_sampler(model_path(model), backend), model
+        except CheckpointError as e:
+            st.warning(f"This model cannot be loaded: {e}. Here is the shipped model's tune "
+                       "instead.")
+            model = SHIPPED
     try:
-        return get_sampler(model_path(model), backend)
+        return get_sampler(model_path(model), backend), model
     except CheckpointError as e:
-        if model == SHIPPED:
-            st.error(f"The shipped model cannot be loaded: {e}. Train a model in the Train "
-                     "tab to sample from it, or put a checkpoint in weights/.")
-        else:
-            st.error(f"This model cannot be loaded: {e}")
-    return None
+        st.error(f"The shipped model cannot be loaded: {e}. Train a model in the Train "
+                 "tab to sample from it, or put a checkpoint in weights/.")
+    return None, model
 
 
 def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend: str
@@ -466,7 +488,7 @@ def generate_tab(settings: params.Settings, model: str, backend: str) -> None:
     st.session_state.pop("_text", None)
     for message in st.session_state.pop("link_messages", []):
         st.warning(f"From the link: {message}")
-    sampler = sampler_or_error(model, backend)
+    sampler, model = sampler_or_error(model, backend)
     if sampler is None:
         return
     out = write_tune(sampler, settings, model, backend)
@@ -759,8 +781,8 @@ def about_tab(model: str, backend: str) -> None:
 
 # -- the page -------------------------------------------------------------------------------
 def main() -> None:
-    st.set_page_config(page_title="abcweb · folk tunes from an LSTM",
-                       page_icon="🎻", layout="wide")  # data: URL, no fetch
+    st.set_page_config(page_title="abcweb · folk tunes from an LSTM", page_icon=favicon(),
+                       layout="wide")
     # A bug must never show a traceback to visitors; every expected error is caught and
     # explained where it happens.
     st.set_option("client.showErrorDetails", "none")
