@@ -20,8 +20,8 @@ from .model import preset
 from .train import SHIPPED_MIX, Trainer, TrainSettings, shipped_data
 
 # The shipped recipe (see weights/README.md for how it was chosen).
-SHIPPED_SETTINGS = TrainSettings(steps=10000, batch=64, seq_len=100, learning_rate=3e-3,
-                                 min_learning_rate=1e-4, decay_steps=9900, warmup_steps=100,
+SHIPPED_SETTINGS = TrainSettings(steps=6000, batch=64, seq_len=100, learning_rate=3e-3,
+                                 min_learning_rate=1e-4, decay_steps=5900, warmup_steps=100,
                                  eval_every=250, checkpoint_every=250, precision="auto")
 
 
