@@ -235,6 +235,7 @@ class Visit:
     alerts: set[str] = field(default_factory=set)
     hosts: set[str] = field(default_factory=set)
     trained: dict | None = None
+    trained_text: str | None = None  # what the trained model writes for the trainer's link
     trained_seen: int = 0  # "Trained here" in the page at the end
     error: str | None = None
 
@@ -306,7 +307,7 @@ async def visitor(browser, url: str, name: str, seeds: list[int], length: int,
 
 
 async def trainer(browser, url: str, steps: int, seed: int, length: int,
-                  timeout_s: float = 900) -> Visit:
+                  timeout_s: float = 900, tmpdir: Path | None = None) -> Visit:
     """Open the page, train the tiny preset for `steps` steps, then sample from the model."""
     visit = Visit("trainer")
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
@@ -337,6 +338,9 @@ async def trainer(browser, url: str, steps: int, seed: int, length: int,
         visit.tunes.append((seed, state["text"]))
         visit.exceptions = state["exceptions"]
         visit.alerts.update(state["alerts"])
+        if tmpdir is not None:  # read the model now: it goes when the session ends
+            visit.trained_text = await asyncio.to_thread(trained_model_text, tmpdir, seed,
+                                                         length)
         progress = await page.locator('[data-testid="stProgress"]').inner_text()
         visit.trained = {"seconds": round(t_done - t_start, 1), "progress": progress,
                          "model_shown": await page.get_by_text("Trained here").count(),
@@ -346,6 +350,19 @@ async def trainer(browser, url: str, steps: int, seed: int, length: int,
     finally:
         await context.close()
     return visit
+
+
+def trained_model_text(tmpdir: Path, seed: int, length: int) -> str | None:
+    """The text the model in the (one) training folder writes for a link, or None."""
+    from abcweb import checkpoint
+    from abcweb.sampler import load_sampler
+
+    for folder in sorted(tmpdir.glob("abcweb-train-*")):
+        try:
+            return load_sampler(folder, "numpy").generate("X:", length, 1.0, seed, 0).text
+        except checkpoint.CheckpointError:
+            continue
+    return None
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -408,7 +425,7 @@ def run(sessions: int = 8, generations: int = 200, length: int = 600, train_step
                         for i in range(sessions)]
                 if train_steps:
                     jobs.append(trainer(browser, srv.url, train_steps, 424242, min(length, 300),
-                                        train_timeout_s))
+                                        train_timeout_s, tmpdir if verify else None))
                 out = await asyncio.gather(*jobs)
                 await browser.close()
                 return out
@@ -419,16 +436,8 @@ def run(sessions: int = 8, generations: int = 200, length: int = 600, train_step
         server_cpu = cpu_seconds(srv.pid) - cpu_start
         peers = remote_peers(srv.pid)
         left_running = leftovers(tmpdir)
-        trained_folders = [tmpdir / n for n in left_running["training"]]
-        # The trainer's model, read from its private folder, for checking its tune.
-        trained_text = None
         trainer_visit = next((v for v in visits if v.name == "trainer"), None)
-        if trainer_visit and trainer_visit.tunes and trained_folders and verify:
-            try:
-                s = load_sampler(trained_folders[-1], "numpy")
-                trained_text = s.generate("X:", min(length, 300), 1.0, 424242, 0).text
-            except checkpoint.CheckpointError as e:
-                problems.append(f"trainer: its model cannot be loaded: {e}")
+        trained_text = trainer_visit.trained_text if trainer_visit else None
         rec.done.set()
         rec.join()
 
@@ -477,6 +486,16 @@ def run(sessions: int = 8, generations: int = 200, length: int = 600, train_step
 
     rss = dict(rec.marks)
     rss["peak"] = round(rec.peak, 1)
+    # Median RSS over each quarter of the time after warm-up: transient render buffers make
+    # single samples jump by 100 MB or more.
+    t_warm = progress[0][0] if progress else 0.0
+    t_end = rec.samples[-1][0] if rec.samples else 0.0
+    quarters = []
+    for q in range(4):
+        lo = t_warm + (t_end - t_warm) * q / 4
+        hi = t_warm + (t_end - t_warm) * (q + 1) / 4
+        window = [v for t, v in rec.samples if lo <= t <= hi]
+        quarters.append(round(statistics.median(window), 1) if window else None)
     return {
         "sessions": sessions, "training_session": bool(train_steps),
         "generations": done, "length": length, "wall_s": round(wall, 1),
@@ -492,6 +511,7 @@ def run(sessions: int = 8, generations: int = 200, length: int = 600, train_step
         "rss_mb": rss, "rss_growth_after_warmup_mb": round(rss_end - rss.get("warm", rss_start),
                                                            1),
         "rss_progress": [(round(t, 1), n, round(m, 1)) for t, n, m in progress],
+        "rss_median_by_quarter_after_warmup_mb": quarters,
         "leftover_tmp": {k: len(v) for k, v in left_running.items()},
         "trained": trainer_visit.trained if trainer_visit else None,
         "wrong_tunes": wrong, "problems": problems, "workdir": str(work),
@@ -532,6 +552,8 @@ def main() -> int:
               f"(growth after warm-up {r['rss_growth_after_warmup_mb']} MB)")
         print("  RSS through the run (s, generations, MB): "
               + ", ".join(f"({t}, {n}, {v})" for t, n, v in r["rss_progress"]))
+        print("  median RSS in each quarter after warm-up (MB): "
+              + ", ".join(str(v) for v in r["rss_median_by_quarter_after_warmup_mb"]))
         print(f"leftover temporary files: {r['leftover_tmp']}")
         if r["trained"]:
             print(f"training: {r['trained']}")
