@@ -47,7 +47,7 @@ def validation_text(s: Sampler, irish_path: str) -> str | None:
     data = s.info.get("data", {})
     if data.get("recipe") == "shipped":
         from .train import shipped_data
-        _, _, val, _ = shipped_data(irish_path, validate=False)
+        _, _, val, _, _ = shipped_data(irish_path, validate=False)
         return val.text()
     return None
 

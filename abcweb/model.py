@@ -58,7 +58,7 @@ class ModelConfig:
 # minute on two CPU cores; `shipped` is what weights/ holds (see weights/README.md for why).
 PRESETS = {
     "notebook": ModelConfig(embedding=256, units=1024, layers=1),
-    "shipped": ModelConfig(embedding=64, units=512, layers=1, dropout=0.25),
+    "shipped": ModelConfig(embedding=64, units=512, layers=1, dropout=0.4),
     "wide": ModelConfig(embedding=64, units=768, layers=1, dropout=0.1),
     "small": ModelConfig(embedding=32, units=256, layers=1),
     "tiny": ModelConfig(embedding=32, units=128, layers=1),

@@ -38,6 +38,13 @@ class Plan:
     minutes: float = 0.0
     data: dict = field(default_factory=dict)
     note: str = ""
+    extra_val: dict = field(default_factory=dict)
+
+    @property
+    def select(self) -> str:
+        """The metric the best model is picked by: irish.abc's validation tunes when trained
+        on them (the yardstick's style), else the whole validation split."""
+        return "val_irish" if "irish" in self.extra_val else "val_bpc"
 
     def describe(self) -> list[str]:
         lines = [f"model: {self.config.units} units x {self.config.layers} layer(s), embedding "
@@ -60,7 +67,8 @@ def plan_from_args(args, corpora) -> Plan:
     if args.recipe == "shipped":
         if not args.irish:
             raise ValueError("--recipe shipped needs --irish PATH (the notebook's irish.abc)")
-        train, weights, val, data = shipped_data(args.irish)
+        train, weights, val, data, irish_val = shipped_data(args.irish)
+        extra_val = {"irish": irish_val}
         settings = replace(SHIPPED_SETTINGS)
         config = preset("shipped")
         data = {"mix": data, "recipe": "shipped"}
@@ -88,6 +96,8 @@ def plan_from_args(args, corpora) -> Plan:
         config = preset(args.preset)
         data = {"corpora": data}
 
+    if args.recipe != "shipped":
+        extra_val = {}
     if init is None and args.init:
         init = ckpt_io.load(None if args.init == "shipped" else args.init)
         init.info = {"finetuned_from": str(init.path), "steps": 0}
@@ -106,12 +116,13 @@ def plan_from_args(args, corpora) -> Plan:
     if settings.decay_steps and settings.decay_steps > settings.steps:
         settings = replace(settings, decay_steps=settings.steps - settings.warmup_steps)
     return Plan(out, config, train, weights, val, settings, init,
-                Path(args.ship) if args.ship else None, args.minutes, data, note)
+                Path(args.ship) if args.ship else None, args.minutes, data, note, extra_val)
 
 
 def run_plan(plan: Plan, log: Callable[[str], None] = print) -> int:
     trainer = Trainer(plan.config, plan.train, plan.val, plan.settings, init=plan.init,
-                      weights=plan.weights, info={"data": plan.data})
+                      weights=plan.weights, info={"data": plan.data},
+                      extra_val=plan.extra_val)
     remaining = plan.settings.steps - trainer.step
     if remaining <= 0:
         log(f"{plan.out} already has {trainer.step} steps (--steps {plan.settings.steps})")
@@ -122,7 +133,7 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> int:
         stop["flag"] = True
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    best = _best_shipped(plan.ship)
+    best = _best_shipped(plan.ship, plan.select)
     deadline = time.time() + plan.minutes * 60 if plan.minutes else math.inf
     try:
         for m in trainer.run(remaining, save_to=plan.out,
@@ -130,14 +141,17 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> int:
             if m.step % 50 == 0 or m.val_bpc is not None:
                 log(f"step {m.step} epoch {m.epoch} train {m.train_bpc:.3f} bpc"
                     + (f" val {m.val_bpc:.3f} bpc" if m.val_bpc is not None else "")
+                    + "".join(f" {k} {v:.3f}" for k, v in m.extras.items() if v is not None)
                     + f" lr {m.learning_rate:.2e} {m.chars_per_s:,.0f} chars/s "
                     f"{m.elapsed_s / 60:.1f} min")
-            if plan.ship and m.val_bpc is not None and m.val_bpc < best:
-                best = m.val_bpc
+            score = m.extras.get(plan.select, m.val_bpc)
+            if plan.ship and score is not None and score < best:
+                best = score
                 ck = trainer.checkpoint(m.val_bpc)
                 ck.optimizer = None
+                ck.info["selected_by"] = plan.select
                 ckpt_io.save(ck, plan.ship, dtype="float16")
-                log(f"shipped step {m.step} (val {m.val_bpc:.3f} bpc) to {plan.ship}")
+                log(f"shipped step {m.step} ({plan.select} {score:.3f} bpc) to {plan.ship}")
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -145,10 +159,11 @@ def run_plan(plan: Plan, log: Callable[[str], None] = print) -> int:
     return 0
 
 
-def _best_shipped(folder: Path | None) -> float:
+def _best_shipped(folder: Path | None, metric: str) -> float:
+    """The shipped model's score by `metric`; a model never scored by it is beaten by any."""
     if folder is None or not (folder / ckpt_io.MANIFEST).exists():
         return math.inf
     try:
-        return float(ckpt_io.load(folder).info.get("val_bpc", math.inf))
+        return float(ckpt_io.load(folder).info.get(metric, math.inf))
     except ckpt_io.CheckpointError:
         return math.inf

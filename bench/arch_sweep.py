@@ -16,7 +16,7 @@ p.add_argument("--eval-every", type=int, default=100)
 p.add_argument("presets", nargs="+")
 args = p.parse_args()
 
-corpora, weights, val, _ = train.shipped_data(args.irish)
+corpora, weights, val, _, _ = train.shipped_data(args.irish)
 for name in args.presets:
     cfg = model.preset(name)
     s = train.TrainSettings(steps=10**9, eval_every=args.eval_every, learning_rate=2e-3)
