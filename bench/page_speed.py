@@ -63,7 +63,7 @@ def temperature_slider(page):
     return page.locator('input[type="range"][aria-label="Temperature"]')
 
 
-SCREENSHOT_QUERY = "?seed=3&prime=X%3A1%0AM%3A6%2F8%0AL%3A1%2F8%0AK%3AG%0A&temperature=0.8"
+SCREENSHOT_QUERY = "?seed=2&prime=X%3A1%0AM%3A6%2F8%0AL%3A1%2F8%0AK%3AG%0A&temperature=0.8"
 
 
 def screenshot(path: str, weights: str | None, query: str = SCREENSHOT_QUERY) -> None:
@@ -74,7 +74,7 @@ def screenshot(path: str, weights: str | None, query: str = SCREENSHOT_QUERY) ->
     with sync_playwright() as p, bs.app_server(env) as (url, _):
         browser = bs.launch(p)
         # Streamlit scrolls inside its main block: a tall window shows the whole page.
-        page = browser.new_page(viewport={"width": 1440, "height": 2200})
+        page = browser.new_page(viewport={"width": 1440, "height": 1900})
         page.goto(url + query)
         page.wait_for_function(READY, timeout=60_000, polling=50)
         page.wait_for_timeout(1500)  # let Vega finish its transitions
