@@ -11,8 +11,6 @@ sampler does not need it; only training and the TensorFlow sampler load it.
 
 from __future__ import annotations
 
-import ctypes
-import glob
 import html
 import json
 import os
@@ -51,27 +49,6 @@ PLAYER_FORMAT, PLAYER_MIME = "wav", abctools.MIME["wav"]
 
 
 # -- process-wide resources (shared read-only by every visitor) -----------------------------
-@st.cache_resource(show_spinner=False)
-def one_blas_thread() -> bool:
-    """NumPy's OpenBLAS spreads each small matrix-vector product of the sampler over every
-    core; on a busy 2-core host that made a 600-character tune 10-20x slower (4.7 s instead
-    of 0.25 s). One thread per product is fastest, and leaves cores for other visitors."""
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs",
-                                  "lib*openblas*.so*"))
-    for path in libs:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
-            if hasattr(lib, name):
-                getattr(lib, name)(1)
-                return True
-    return False
-
-
 def model_path(model: str) -> str | None:
     """The checkpoint folder of a model id (None: weights/). Part of every cache key, so
     a test that points ABCWEB_WEIGHTS elsewhere never meets another model's cached tunes."""
@@ -786,7 +763,6 @@ def main() -> None:
     # A bug must never show a traceback to visitors; every expected error is caught and
     # explained where it happens.
     st.set_option("client.showErrorDetails", "none")
-    one_blas_thread()
     init_state()
     settings, model, backend = sidebar()
     st.title(":material/music_note: abcweb")
