@@ -837,9 +837,6 @@ def planted_job(folder_checkpoint_damage: str | None = "truncated"):
     return job
 
 
-@pytest.mark.xfail(strict=True, reason="streamlit_app.py sampler_or_error()/generate_tab(): "
-                   "a trained model that cannot be loaded shows an error but no tune; it "
-                   "should fall back to the shipped model")
 def test_a_damaged_trained_model_falls_back_to_the_shipped_model(model_dir):
     at = app({"seed": "4", "length": "200"})
     job = planted_job()
