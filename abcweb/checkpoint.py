@@ -69,7 +69,6 @@ def save(ckpt: Checkpoint, folder: str | Path, dtype: str = "float32") -> Path:
     """Write ckpt into folder atomically. dtype='float16' halves the file (for shipping)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    old = _read_manifest(folder / MANIFEST) if (folder / MANIFEST).exists() else None
 
     files = {}
     arrays = {n: np.asarray(a).astype(dtype) for n, a in ckpt.weights.items()}
@@ -92,11 +91,15 @@ def save(ckpt: Checkpoint, folder: str | Path, dtype: str = "float32") -> Path:
         **{k: v for k, v in ckpt.info.items() if k not in ("format", "config", "files")},
     }
     _fsync_write(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
-    if old:  # the new manifest is in place: the old files are no longer referenced
-        keep = {f["file"] for f in files.values()}
-        for f in old.get("files", {}).values():
-            if f.get("file") not in keep:
-                (folder / f["file"]).unlink(missing_ok=True)
+    # The new manifest is in place: weights it does not name (the previous save's, or a save
+    # killed before its manifest was written) and temporary files of killed saves can go.
+    keep = {f["file"] for f in files.values()}
+    for path in folder.iterdir():
+        stale_npz = (path.name.startswith(("model-", "optimizer-")) and path.suffix == ".npz"
+                     and path.name not in keep)
+        stale_tmp = path.name.startswith(".") and path.name.endswith(".tmp")
+        if stale_npz or stale_tmp:
+            path.unlink(missing_ok=True)
     ckpt.path = folder
     return folder
 

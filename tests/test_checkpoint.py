@@ -141,3 +141,14 @@ def test_config_validation():
         ModelConfig(vocab="aa").validate()
     assert preset("notebook").parameter_count() == 256 * 96 + 4 * 1024 * (256 + 1024 + 1) + \
         1024 * 96 + 96
+
+
+def test_leftovers_of_a_killed_save_are_removed_by_the_next(tmp_path):
+    ck = random_checkpoint(preset("tiny"))
+    checkpoint.save(ck, tmp_path)
+    (tmp_path / "model-0123456789ab.npz").write_bytes(b"half")  # killed before its manifest
+    (tmp_path / ".model.json.x1.tmp").write_text("{")
+    ck.weights["dense/bias"] += 1
+    checkpoint.save(ck, tmp_path)
+    named = json.loads((tmp_path / "model.json").read_text())["files"]["weights"]["file"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [named, "model.json"]
