@@ -45,7 +45,9 @@ GENERATIONS_CACHED = 64  # tunes kept per process (each with its logits: ~0.2 MB
 # The player gets WAV: encoding MP3 took 0.15-0.8 s of every new tune on a 2-core host, WAV
 # none. The browser reads only its header until someone presses play; the MP3 (smaller, for
 # keeping) is encoded when its download button is pressed.
-PLAYER_FORMAT, PLAYER_MIME = "wav", abctools.MIME["wav"]
+# The player gets the compressed web format (MP3: every browser, Safari too; ~8 KB a second)
+# rather than WAV (~90 KB a second): a shared demo is played over real networks.
+PLAYER_FORMAT, PLAYER_MIME = abctools.WEB_FORMAT, abctools.WEB_MIME
 
 
 # -- process-wide resources (shared read-only by every visitor) -----------------------------
@@ -522,7 +524,7 @@ def tune_media(g: Generation, tune: tunes.Tune | None, renders: dict,
         "audio": len(audio or b""), "audio_head": (audio or b"")[:4],
         "errors": [e for e in (svg_error, audio_error, midi_error) if e]}
     stem = file_stem(settings)
-    a, b, c = st.columns(3)
+    a, b, c, d = st.columns(4)
     a.download_button("ABC", tune.text.encode(), f"{stem}.abc", "text/vnd.abc",
                       on_click="ignore", width="stretch", icon=":material/download:")
     if midi is not None:
@@ -531,16 +533,15 @@ def tune_media(g: Generation, tune: tunes.Tune | None, renders: dict,
     else:
         b.caption(f"No MIDI: {midi_error}")
     if audio is not None:
-        c.download_button(abctools.WEB_FORMAT.upper(), partial(download_audio, tune.text, audio),
-                          f"{stem}.{abctools.WEB_FORMAT}", abctools.WEB_MIME,
+        c.download_button(PLAYER_FORMAT.upper(), audio, f"{stem}.{PLAYER_FORMAT}", PLAYER_MIME,
+                          on_click="ignore", width="stretch", icon=":material/download:")
+        d.download_button("WAV", partial(download_wav, tune.text), f"{stem}.wav", "audio/wav",
                           on_click="ignore", width="stretch", icon=":material/download:")
 
 
-def download_audio(text: str, player_audio: bytes) -> bytes:
-    """The web format, encoded on click (from the cached render: a fraction of a second)."""
-    if abctools.WEB_FORMAT == PLAYER_FORMAT:
-        return player_audio
-    return abctools.to_audio(text, abctools.WEB_FORMAT)
+def download_wav(text: str) -> bytes:
+    """WAV, encoded on click from the cached render (milliseconds)."""
+    return abctools.to_audio(text, "wav")
 
 
 # -- what the model was thinking ------------------------------------------------------------

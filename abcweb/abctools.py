@@ -52,7 +52,9 @@ MAX_PROBLEMS = 200  # check() keeps the first ones and says how many more there 
 MAX_MIDI_BYTES = 4 << 20
 MAX_SVG_BYTES = 16 << 20
 MAX_AUDIO_SECONDS = 300  # longer renders are stopped (a slow Q: can ask for hours)
-SAMPLE_RATE = 44100
+# 22.05 kHz: a fiddle's or whistle's sound lies well below its 11 kHz limit, and it halves
+# fluidsynth's time (0.19 -> 0.12 s for a 35 s tune here) and the MP3 encoder's.
+SAMPLE_RATE = 22050
 PEAK_DBFS = -1.0  # normalise to this peak
 MP3_VBR_QUALITY = 0.5  # libsndfile compression level 0 (best) .. 1; 0.5 = LAME -V5
 OGG_QUALITY = 0.6  # libsndfile compression level for Vorbis (0 best .. 1)

@@ -86,9 +86,10 @@ def test_first_visit_writes_checks_draws_and_plays_a_tune(model_dir):
     assert rendered["errors"] == []
     assert rendered["svg"] > 1000 and rendered["midi"] > 20 and rendered["audio"] > 1000
     assert at.get("image") and at.get("audio")
-    assert rendered["audio_head"] == b"RIFF"  # the player gets WAV: nothing to encode
+    assert rendered["audio_head"] != b"RIFF"  # the player gets the compressed web format
+    assert rendered["audio"] == len(abctools.to_audio(rendered["tune"], abctools.WEB_FORMAT))
     labels = [b.proto.label for b in at.get("download_button")]
-    assert labels[:3] == ["ABC", "MIDI", abctools.WEB_FORMAT.upper()]
+    assert labels[:4] == ["ABC", "MIDI", abctools.WEB_FORMAT.upper(), "WAV"]
     titles = list(charts_of(at))
     assert titles[:2] == ["Probability of each chosen character", "Entropy before each character"]
     assert titles[2].startswith("Next character at step")
@@ -108,12 +109,12 @@ def page_module():
     return module
 
 
-def test_the_audio_download_is_encoded_when_pressed(model_dir):
+def test_the_wav_download_is_encoded_when_pressed(model_dir):
     at = run_app({"seed": "3"})
     rendered = at.session_state["_rendered"]
-    data = page_module().download_audio(rendered["tune"], b"RIFF-player-audio")
-    assert data == abctools.to_audio(rendered["tune"], abctools.WEB_FORMAT)
-    assert len(data) < rendered["audio"]  # smaller than the player's WAV
+    data = page_module().download_wav(rendered["tune"])
+    assert data[:4] == b"RIFF" and data == abctools.to_audio(rendered["tune"], "wav")
+    assert len(data) > 5 * rendered["audio"]  # the player's MP3 is far smaller
 
 
 def test_moving_the_temperature_writes_a_new_tune_at_once(model_dir):

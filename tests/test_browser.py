@@ -106,14 +106,14 @@ def test_page_plays_draws_and_answers_the_temperature_slider(server, page):
     body = audio.body()
     assert len(body) > 2000
     assert audio.headers["content-type"].startswith("audio/")
-    assert body.startswith(MAGIC["wav"])  # the player gets WAV (nothing to encode)
-    # The download button encodes the web format on click.
     fmt = abctools.WEB_FORMAT
+    assert body.startswith(MAGIC[fmt])  # the player gets the compressed web format
+    # The WAV download is encoded on click.
     with page.expect_download() as download:
-        page.get_by_role("button", name=re.compile(rf"{fmt.upper()}$")).click()
+        page.get_by_role("button", name=re.compile(r"WAV$")).click()
     data = Path(download.value.path()).read_bytes()
-    assert download.value.suggested_filename.endswith(f".{fmt}")
-    assert data.startswith(MAGIC[fmt])
+    assert download.value.suggested_filename.endswith(".wav")
+    assert data.startswith(MAGIC["wav"]) and len(data) > len(body)
     # Sheet music and the three charts are drawn.
     assert page.locator('[data-testid="stImage"] img').count() >= 1
     assert page.locator(f"{CHARTS} svg").count() >= 3
