@@ -79,11 +79,12 @@ class TFGenerator:
         def body(i, tok, states, pos, first_k, line_k, seen_k, prev_nl, alive, toks,
                  logits_ta, alive_ta):
             logits, states = self._step(tok, states)
-            z = tf.cast(logits, tf.float64) / tf.maximum(temperature, 1e-300)
+            # As sampler.choose: shift the maximum to 0, divide, cut, then an unnormalised CDF.
+            z = tf.cast(logits, tf.float64)
+            z = (z - tf.reduce_max(z, 1, keepdims=True)) / tf.maximum(temperature, 1e-300)
             kth = tf.math.top_k(z, tf.clip_by_value(top_k, 1, vocab)).values[:, -1:]
             z = tf.where((top_k > 0) & (z < kth), tf.constant(-np.inf, tf.float64), z)
-            p = tf.nn.softmax(z)
-            cdf = tf.cumsum(p, axis=1)
+            cdf = tf.cumsum(tf.exp(z), axis=1)
             drawn = tf.reduce_sum(tf.cast(cdf <= u[:, i: i + 1] * cdf[:, -1:], tf.int32), 1)
             drawn = tf.minimum(drawn, vocab - 1)
             nxt = tf.where(temperature > 0, drawn, tf.argmax(logits, 1, tf.int32))

@@ -41,8 +41,10 @@ def test_same_text_across_processes(tiny_dir):
     assert outs[0].stdout.startswith("X:") and len(outs[0].stdout) > 50
 
 
-def test_numpy_logits_match_keras(tiny_dir, s):
-    ck = checkpoint.load(tiny_dir)
+@pytest.mark.parametrize("folder", ["tiny_dir", "one_layer_dir"])  # stacked and fused paths
+def test_numpy_logits_match_keras(folder, request):
+    ck = checkpoint.load(request.getfixturevalue(folder))
+    s = Sampler(ck, "numpy")
     model = build_model(ck.config)
     set_weights(model, ck.config, ck.weights)
     text = "X:1\nT:Test\nM:6/8\nK:D\n|:dAF DFA|dfe dBA:|\n"
