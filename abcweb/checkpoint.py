@@ -88,7 +88,8 @@ def save(ckpt: Checkpoint, folder: str | Path, dtype: str = "float32") -> Path:
         "config": ckpt.config.to_dict(),
         "files": files,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **{k: v for k, v in ckpt.info.items() if k not in ("format", "config", "files")},
+        **{k: v for k, v in ckpt.info.items()
+           if k not in ("format", "config", "files", "saved_at")},
     }
     _fsync_write(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     # The new manifest is in place: weights it does not name (the previous save's, or a save

@@ -42,14 +42,14 @@ def sampler_speed(s: Sampler, length: int = 600, runs: int = 7) -> float:
     return statistics.median(times)
 
 
-def validation_text(s: Sampler, irish_path: str) -> str | None:
-    """The validation split the model was trained beside, rebuilt from its recorded data."""
-    data = s.info.get("data", {})
-    if data.get("recipe") == "shipped":
-        from .train import shipped_data
-        _, _, val, _, _ = shipped_data(irish_path, validate=False)
-        return val.text()
-    return None
+def validation_texts(s: Sampler, irish_path: str) -> dict[str, str]:
+    """The validation splits the shipped recipe trains beside: the whole mix's, and
+    irish.abc's own (the 10% hash split of its train pieces, not the held-out tunes)."""
+    if s.info.get("data", {}).get("recipe") != "shipped":
+        return {}
+    from .train import shipped_data
+    _, _, val, _, irish_val = shipped_data(irish_path, validate=False)
+    return {"val_bpc": val.text(), "val_irish_bpc": irish_val.text()}
 
 
 def notebook_style(s: Sampler, heldout: list[str], n: int = 10) -> dict:
@@ -74,13 +74,16 @@ def evaluate(weights: str | None, irish_path: str, samples: int = 40, length: in
     irish = corpus.load_irish(irish_path)
     t0 = time.perf_counter()
     report: dict = {"weights": str(s.ckpt.path), "steps": s.ckpt.steps,
+                    "pretrained_steps": s.info.get("pretrained", {}).get("steps", 0),
                     "parameters": s.cfg.parameter_count(), "config": {
                         "embedding": s.cfg.embedding, "units": s.cfg.units,
                         "layers": s.cfg.layers, "vocab": len(s.vocab)}}
     report["heldout_bpc"] = s.score(irish.heldout_text)
     report["heldout_chars"] = len(irish.heldout_text)
-    val = validation_text(s, irish_path)
-    report["val_bpc"] = s.score(val) if val else s.info.get("val_bpc")
+    report["val_bpc"] = s.info.get("val_bpc")
+    report["val_irish_bpc"] = None
+    for key, text in validation_texts(s, irish_path).items():
+        report[key] = s.score(text)
 
     gens = []
     for start in range(0, samples, 20):  # batches of 20 candidates
@@ -101,10 +104,14 @@ def evaluate(weights: str | None, irish_path: str, samples: int = 40, length: in
 def format_report(r: dict) -> str:
     g, real = r["generated"], r["real_heldout"]
     lines = [
-        f"weights            {r['weights']} ({r['parameters']:,} parameters, {r['steps']} steps)",
+        f"weights            {r['weights']} ({r['parameters']:,} parameters, "
+        + (f"{r['pretrained_steps']} + " if r.get("pretrained_steps") else "")
+        + f"{r['steps']} steps)",
         f"held-out bpc       {r['heldout_bpc']:.3f}  (irish.abc held-out, {r['heldout_chars']:,}"
         " chars; target <= 1.35)",
-        "validation bpc     " + (f"{r['val_bpc']:.3f}" if r["val_bpc"] is not None else "n/a"),
+        "validation bpc     " + (f"{r['val_bpc']:.3f}" if r["val_bpc"] is not None else "n/a")
+        + ("" if r.get("val_irish_bpc") is None else
+           f" (whole mix)   {r['val_irish_bpc']:.3f} (irish.abc validation tunes)"),
         f"valid tunes        {g['valid']}/{g['tunes']} = {g['valid_share']:.1%} generated "
         f"({g['completed']} completed; target >= 90%)   {real['valid']}/{real['tunes']} = "
         f"{real['valid_share']:.1%} real held-out",

@@ -160,6 +160,9 @@ class Trainer:
         if init:
             self.info["train_seconds"] = float(init.info.get("train_seconds", 0.0))
             self.info["history"] = list(init.info.get("history", []))
+            for key in ("finetuned_from", "pretrained"):  # where a fine-tuned model came from
+                if key in init.info:
+                    self.info[key] = init.info[key]
 
         self.strategy = strategy or tf.distribute.get_strategy()
         self.replicas = self.strategy.num_replicas_in_sync

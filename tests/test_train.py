@@ -103,3 +103,24 @@ def test_mirrored_strategy_on_two_logical_cpus(irish_path, tmp_path):
     assert r["replicas"] == 2
     assert r["after"] < r["before"] - 1.5
     assert load_sampler(tmp_path).generate("X:", 20).text.startswith("X:")
+
+
+def test_shipped_recipe_phase_two_starts_from_phase_one(irish_path, tmp_path):
+    """Phase 2 of the shipped recipe: irish.abc's train split alone, from phase 1's weights
+    with fresh optimizer moments, into OUT/irish, shipping what it picks."""
+    from abcweb.recipes import IRISH_SETTINGS, Plan, irish_phase
+
+    from conftest import random_checkpoint
+
+    phase1 = random_checkpoint(preset("tiny"))
+    phase1.info = {"steps": 6000, "val_irish": 1.47, "history": [{"step": 6000}]}
+    checkpoint.save(phase1, tmp_path)
+    plan = Plan(tmp_path, preset("tiny"), [], [], None, TrainSettings(), ship=tmp_path / "ship",
+                irish_path=str(irish_path))
+    p2 = irish_phase(plan, corpus)
+    assert p2.out == tmp_path / "irish" and p2.ship == tmp_path / "ship"
+    assert p2.settings == IRISH_SETTINGS and p2.select == "val_bpc"
+    assert p2.init.steps == 0 and p2.init.optimizer is None
+    assert p2.init.info["pretrained"]["steps"] == 6000
+    assert [len(c.tunes) for c in p2.train] == [662] and len(p2.val.tunes) == 64
+    np.testing.assert_array_equal(p2.init.weights["dense/bias"], phase1.weights["dense/bias"])
