@@ -148,12 +148,15 @@ def _run(
         raise ToolError(f"cannot run {name}: {e.strerror or e}") from None
     out, flooded = bytearray(), False
 
-    def stop_reason() -> ToolError | None:
-        if time.monotonic() >= deadline:
-            return ToolTimeout(f"{name} took longer than {timeout:g} s and was stopped")
+    def over_cap() -> ToolError | None:
         if max_files is not None and _dir_bytes(cwd) > max_files:
             return ToolError(f"{name} stopped: its {what} grew past {max_files >> 20} MB")
         return None
+
+    def stop_reason() -> ToolError | None:
+        if time.monotonic() >= deadline:
+            return ToolTimeout(f"{name} took longer than {timeout:g} s and was stopped")
+        return over_cap()
 
     try:
         fd = proc.stdout.fileno()
@@ -170,6 +173,9 @@ def _run(
             if error := stop_reason():
                 raise error
             time.sleep(0.005)
+        # A fast tool can write past the cap and exit between two polls: the cap still holds.
+        if error := over_cap():
+            raise error
     finally:
         if proc.poll() is None:
             # The tool leads its own process group (start_new_session): stop anything it

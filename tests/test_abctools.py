@@ -200,6 +200,18 @@ def test_endless_audio_is_capped(monkeypatch, private_tmp):
     assert list(private_tmp.iterdir()) == []
 
 
+def test_output_cap_holds_for_a_tool_that_writes_and_exits_between_polls(tmp_path):
+    # A fast machine renders a short tune in less than one poll interval: the cap must not
+    # depend on catching the tool while it runs.
+    writer = [sys.executable, "-c", "open('big', 'wb').write(bytes(4096))"]
+    with pytest.raises(ToolError, match="grew past"):
+        abctools._run(writer, str(tmp_path), timeout=30, max_files=1024)
+    roomy = tmp_path / "roomy"
+    roomy.mkdir()
+    rc, _, _, _ = abctools._run(writer, str(roomy), timeout=30, max_files=65536)
+    assert rc == 0 and (roomy / "big").stat().st_size == 4096
+
+
 def test_missing_encoder_is_reported_and_wav_still_works(monkeypatch):
     monkeypatch.setattr(abctools, "_MAJORS", set())
     with pytest.raises(ToolMissing, match="libsndfile.*apt-get install libsndfile1"):
