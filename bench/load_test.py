@@ -44,7 +44,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,20 +101,7 @@ def server(weights: Path, tmpdir: Path, timeout: float = 90):
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}: "
-                                   + (tmpdir.parent / "server.log").read_text()[-2000:])
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"streamlit did not answer within {timeout} s")
-            time.sleep(0.05)
+        bs.wait_healthy(proc, url, timeout, (tmpdir.parent / "server.log").read_text)
         yield Server(url, proc.pid, tmpdir, weights, proc)
     finally:
         try:

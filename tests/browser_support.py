@@ -27,6 +27,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, output) -> None:
+    """Poll Streamlit's health check until it answers `ok`; output() gives the server's log
+    for the error when the process dies first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{output()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"streamlit did not answer within {timeout} s")
+        time.sleep(0.05)
+
+
 @contextmanager
 def app_server(env: dict | None = None, timeout: float = 60):
     """Run `streamlit run streamlit_app.py` on a free port; yields (base URL, seconds from
@@ -43,20 +61,7 @@ def app_server(env: dict | None = None, timeout: float = 60):
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                out = proc.stdout.read().decode(errors="replace")
-                raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{out[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"streamlit did not answer within {timeout} s")
-            time.sleep(0.05)
+        wait_healthy(proc, url, timeout, lambda: proc.stdout.read().decode(errors="replace"))
         yield url, time.perf_counter() - t0
     finally:
         proc.terminate()
