@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -123,21 +122,18 @@ def test_rests_render_silence_of_their_length():
 
 
 @audio
-def test_web_audio_is_small_fast_and_playable_everywhere():
+def test_web_audio_is_small_cached_and_playable_everywhere():
     assert abctools.WEB_FORMAT in ("mp3", "flac", "wav")
     assert abctools.WEB_MIME == abctools.MIME[abctools.WEB_FORMAT]
-    start = time.perf_counter()
     data = to_audio(REEL_30S)
-    took = time.perf_counter() - start
     seconds = len(to_audio(REEL_30S, "wav")) / 4 / abctools.SAMPLE_RATE
     assert 25 < seconds < 40
     if abctools.WEB_FORMAT == "mp3":
         assert data[:3] == b"ID3" or data[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")
         assert len(data) < 300_000
-    assert took < 3.0  # about 0.4 s here; loose, CI shares its cores with other work
-    start = time.perf_counter()
-    assert to_audio(REEL_30S) is data  # cached by content: replaying costs nothing
-    assert time.perf_counter() - start < 0.05
+    # Cached by content: replaying is the same object, no tool runs (render time and size per
+    # 30 s of music: bench/bench_render.py).
+    assert to_audio(REEL_30S) is data
 
 
 @audio

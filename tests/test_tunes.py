@@ -1,7 +1,6 @@
 """Tune splitting, header repair and character kinds (pure Python, fast)."""
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -178,18 +177,6 @@ def test_token_kind_matches_token_kinds_everywhere():
     assert [token_kind(REEL, i) for i in range(len(REEL))] == kinds
     with pytest.raises(IndexError):
         token_kind(REEL, len(REEL))
-
-
-def test_token_kinds_is_fast():
-    text = (REEL * 4)[:1000]
-    best = min(_time(token_kinds, text) for _ in range(20))
-    assert best < 0.005
-
-
-def _time(fn, arg):
-    start = time.perf_counter()
-    fn(arg)
-    return time.perf_counter() - start
 
 
 # --- bars --------------------------------------------------------------------------------
