@@ -28,6 +28,7 @@ import streamlit as st
 from abcweb import abctools, charts, headers, params, tunes
 from abcweb.checkpoint import CheckpointError
 from abcweb.corpus import MUSIC21_COLLECTIONS, CorpusError, load_bytes, load_music21
+from abcweb.messages import public_message
 from abcweb.model import UnknownCharacters
 from abcweb.sampler import Generation, Sampler, load_sampler
 from abcweb.training_job import MAX_CONCURRENT, RECIPES, TrainingJob
@@ -319,14 +320,14 @@ def sampler_or_error(model: str, backend: str) -> tuple[Sampler | None, str]:
         try:
             return get_sampler(model_path(model), backend), model
         except CheckpointError as e:
-            st.warning(f"This model cannot be loaded: {e}. Here is the shipped model's tune "
-                       "instead.")
+            st.warning(f"This model cannot be loaded: {public_message(e)}. Here is the shipped "
+                       "model's tune instead.")
             model = SHIPPED
     try:
         return get_sampler(model_path(model), backend), model
     except CheckpointError as e:
-        st.error(f"The shipped model cannot be loaded: {e}. Train a model in the Train "
-                 "tab to sample from it, or put a checkpoint in weights/.")
+        st.error(f"The shipped model cannot be loaded: {public_message(e)}. Train a model in "
+                 "the Train tab to sample from it, or put a checkpoint in weights/.")
     return None, model
 
 
@@ -359,15 +360,15 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
         cached = time.perf_counter() - t0 < seconds  # a hit costs far less than the run
         written().add(args)
     except ImportError as e:
-        st.error(f"The TensorFlow sampler is not available here ({e}); choose the CPU "
-                 "sampler.")
+        st.error(f"The TensorFlow sampler is not available here ({public_message(e)}); choose "
+                 "the CPU sampler.")
         return None
     except UnknownCharacters as e:
-        st.error(f"Cannot start from this seed text: {e}. Remove or replace them (the "
-                 "model knows plain ASCII and newlines).")
+        st.error(f"Cannot start from this seed text: {public_message(e)}. Remove or replace "
+                 "them (the model knows plain ASCII and newlines).")
         return None
     except ValueError as e:
-        st.error(f"Cannot write a tune with these settings: {e}")
+        st.error(f"Cannot write a tune with these settings: {public_message(e)}")
         return None
     return g, seconds, cached
 
@@ -385,9 +386,9 @@ def result(future: Future):
     try:
         return future.result(timeout=60), None
     except abctools.ToolError as e:
-        return None, str(e)
+        return None, public_message(e)
     except Exception as e:  # noqa: BLE001 - a render must never break the page
-        return None, f"{type(e).__name__}: {e}"
+        return None, f"{type(e).__name__}: {public_message(e)}"
 
 
 def pick_tune(g: Generation) -> tunes.Tune | None:
@@ -618,7 +619,7 @@ def train_tab() -> None:
                 try:
                     uploaded = uploaded_corpus(upload.getvalue(), Path(upload.name).stem)
                 except CorpusError as e:
-                    problem = str(e)
+                    problem = public_message(e)
             if problem:
                 st.error(f"Cannot train on this file: {problem}")
             elif uploaded is not None:
@@ -655,13 +656,13 @@ def start_job(source: str, uploaded) -> None:
         job = TrainingJob.plan(s.train_recipe, corpus, int(s.train_steps), float(s.train_lr),
                                shipped=SHIPPED_PATH)
     except CorpusError as e:
-        st.error(f"Cannot train on this file: {e}")
+        st.error(f"Cannot train on this file: {public_message(e)}")
         return
     except CheckpointError as e:
-        st.error(f"Cannot fine-tune: the shipped model cannot be loaded ({e}).")
+        st.error(f"Cannot fine-tune: the shipped model cannot be loaded ({public_message(e)}).")
         return
     except ValueError as e:
-        st.error(f"Cannot train: {e}")
+        st.error(f"Cannot train: {public_message(e)}")
         return
     s.jobs.append(job.start())
     for old in s.jobs[:-MAX_SESSION_MODELS]:  # keep the disk use of a session bounded
@@ -703,7 +704,7 @@ def job_panel(job: TrainingJob) -> None:
         st.altair_chart(charts.loss_chart(_thin(metrics)), width="stretch", height=320,
                         key="loss_chart")
     if state == "failed":
-        st.error(f"Training failed: {job.error}")
+        st.error(f"Training failed: {public_message(job.error)}")
     elif state in ("done", "stopped") and job.checkpoint_path is not None:
         st.success(("Stopped early: " if state == "stopped" else "Done: ")
                    + f"the model is saved ({done} steps). Sample from it, or download it.")
@@ -750,7 +751,7 @@ def about_tab(model: str, backend: str) -> None:
                     + (f", validation {info['val_bpc']:.3f} bits/char"
                        if isinstance(info.get("val_bpc"), (int, float)) else "") + ".")
     except CheckpointError as e:
-        st.warning(f"No model loaded: {e}")
+        st.warning(f"No model loaded: {public_message(e)}")
     status = abctools.tool_status()
     st.markdown("**Tools on this host**")
     st.dataframe({"tool": list(status), "found": [v or "missing" for v in status.values()]},

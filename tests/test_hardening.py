@@ -140,6 +140,45 @@ def test_every_subprocess_takes_an_argument_list_and_a_timeout():
         assert "midi2audio" not in path.read_text(), path.name
 
 
+def test_the_page_shows_no_exception_text_unfiltered():
+    """Every exception the page shows goes through public_message(), which keeps the server's
+    checkout, home and private temporary folders out of what visitors read."""
+    shown = 0
+    for handler in ast.walk(parsed(ROOT / "streamlit_app.py")):
+        if not isinstance(handler, ast.ExceptHandler) or not handler.name:
+            continue
+        for node in ast.walk(handler):
+            raw = (isinstance(node, ast.FormattedValue) and isinstance(node.value, ast.Name)
+                   and node.value.id == handler.name)
+            raw |= (isinstance(node, ast.Call) and dotted(node.func) == "str"
+                    and any(isinstance(a, ast.Name) and a.id == handler.name for a in node.args))
+            assert not raw, f"streamlit_app.py:{node.lineno} shows {handler.name} unfiltered"
+            shown += isinstance(node, ast.Call) and dotted(node.func) == "public_message"
+    assert shown >= 8
+
+
+def test_public_messages_keep_server_paths_private():
+    from abcweb.messages import TEMPORARY, public_message
+
+    tmp = tempfile.gettempdir()
+    home = os.path.expanduser("~")
+    cases = {
+        f"{ROOT}/weights: bad model config": "weights: bad model config",
+        f"{tmp}/abcweb-train-k3j9/model-1.npz is damaged.": "model-1.npz is damaged.",
+        f"{tmp}/abcweb-train-k3j9: manifest names no weights file":
+            f"{TEMPORARY}: manifest names no weights file",
+        f"cannot read '{home}/tunes/x.abc'": "cannot read '~/tunes/x.abc'",
+        # What to install, tune text and relative paths stay as they are.
+        "fluidsynth not found (/usr/bin/fluidsynth): apt-get install fluidsynth":
+            "fluidsynth not found (/usr/bin/fluidsynth): apt-get install fluidsynth",
+        "Bar 3 has 7/2 time units; L:1/8 |/2 ./weights": "Bar 3 has 7/2 time units; L:1/8 |/2 "
+                                                        "./weights",
+    }
+    for raw, public in cases.items():
+        assert public_message(raw) == public, raw
+    assert public_message(checkpoint.CheckpointError(f"{tmp}/x/y")) == "y"
+
+
 NETWORK_MODULES = {"urllib.request", "http.client", "requests", "httpx", "aiohttp", "urllib3",
                    "socket", "ftplib", "smtplib", "telnetlib", "xmlrpc.client", "webbrowser"}
 
@@ -847,6 +886,8 @@ def test_a_damaged_trained_model_falls_back_to_the_shipped_model(model_dir):
         assert_no_traceback(at)
         assert any("cannot be loaded" in e and "damaged" in e for e in texts(at.error)) or \
             any("cannot be loaded" in w and "damaged" in w for w in texts(at.warning))
+        shown = " ".join(texts(at.error) + texts(at.warning))
+        assert str(job.folder) not in shown and tempfile.gettempdir() + "/" not in shown, shown
         assert at.session_state["_text"] == expected(model_dir, length=200, seed=4)
     finally:
         job.cleanup()
