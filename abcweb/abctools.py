@@ -219,9 +219,17 @@ def _workdir():
     return tempfile.TemporaryDirectory(prefix="abcweb-")
 
 
-def _write(path: str, text: str) -> None:
-    with open(path, "w", encoding="utf-8", errors="replace") as f:
-        f.write(text)
+def _run_on_tune(
+    text: str, args: list[str], timeout: float, output: str | None = None, **limits
+) -> tuple[int, str, str, bool, bytes]:
+    """_run on `text` saved as tune.abc in a private folder; also returns the bytes of the file
+    `output` the tool wrote there (b"" when it wrote none)."""
+    with _workdir() as tmp:
+        Path(tmp, "tune.abc").write_text(text, encoding="utf-8", errors="replace")
+        rc, out, err, flooded = _run(args, tmp, timeout, **limits)
+        written = Path(tmp, output or "")
+        data = written.read_bytes() if output and written.is_file() else b""
+    return rc, out, err, flooded, data
 
 
 # -----------------------------------------------------------------------------
@@ -348,11 +356,9 @@ def check(abc: str, timeout: float = 10) -> CheckResult:
     hit = _cache.get(key)
     if hit is not None:
         return replace(hit, problems=list(hit.problems))
-    with _workdir() as tmp:
-        _write(os.path.join(tmp, "tune.abc"), text)
-        rc, out, err, flooded = _run(
-            [exe, "tune.abc", "-c"], tmp, timeout, max_files=MAX_MIDI_BYTES
-        )
+    rc, out, err, flooded, _ = _run_on_tune(
+        text, [exe, "tune.abc", "-c"], timeout, max_files=MAX_MIDI_BYTES
+    )
     out += err
     body = abc.replace("\r\n", "\n").replace("\r", "\n")
     problems = _parse_problems(out, body, offset)
@@ -406,17 +412,14 @@ def to_midi(abc: str, timeout: float = 10) -> bytes:
     hit = _cache.get(key)
     if hit is not None:
         return hit
-    with _workdir() as tmp:
-        _write(os.path.join(tmp, "tune.abc"), text)
-        rc, out, err, _ = _run(
-            [exe, "tune.abc", "-o", "tune.mid"],
-            tmp,
-            timeout,
-            max_files=MAX_MIDI_BYTES,
-            what="MIDI file",
-        )
-        midi_path = os.path.join(tmp, "tune.mid")
-        midi = Path(midi_path).read_bytes() if os.path.isfile(midi_path) else b""
+    rc, out, err, _, midi = _run_on_tune(
+        text,
+        [exe, "tune.abc", "-o", "tune.mid"],
+        timeout,
+        output="tune.mid",
+        max_files=MAX_MIDI_BYTES,
+        what="MIDI file",
+    )
     if rc < 0:
         raise ToolError(f"abc2midi crashed (signal {-rc}) on this ABC")
     if not midi.startswith(b"MThd"):
@@ -438,16 +441,14 @@ def to_svg(abc: str, timeout: float = 10) -> str:
     hit = _cache.get(key)
     if hit is not None:
         return hit
-    with _workdir() as tmp:
-        _write(os.path.join(tmp, "tune.abc"), text)
-        # -g: SVG, one file per tune; -O -: to stdout; -q: quiet.
-        rc, out, err, flooded = _run(
-            [exe, "-g", "-q", "-O", "-", "tune.abc"],
-            tmp,
-            timeout,
-            max_out=MAX_SVG_BYTES,
-            max_files=MAX_SVG_BYTES,
-        )
+    # -g: SVG, one file per tune; -O -: to stdout; -q: quiet.
+    rc, out, err, flooded, _ = _run_on_tune(
+        text,
+        [exe, "-g", "-q", "-O", "-", "tune.abc"],
+        timeout,
+        max_out=MAX_SVG_BYTES,
+        max_files=MAX_SVG_BYTES,
+    )
     if flooded:
         raise ToolError(f"abcm2ps output grew past {MAX_SVG_BYTES >> 20} MB")
     m = _SVG.search(out)
