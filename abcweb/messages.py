@@ -40,8 +40,8 @@ def _public_path(path: str) -> str:
             # The first part is a private folder with a random name: say what is in it.
             inside = rel.partition("/")[2]
             return inside or TEMPORARY
-    rel = _under(path, os.path.expanduser("~"))
-    if rel is not None and os.path.expanduser("~") != "/":
+    rel = _under(path, os.path.expanduser("~"))  # (a home of "/" matches nothing)
+    if rel is not None:
         return "~/" + rel if rel else "~"
     return path
 
