@@ -11,6 +11,16 @@ ROOT = Path(__file__).resolve().parent.parent
 IRISH = Path(os.environ.get("ABCWEB_IRISH", ROOT.parent / "shared" / "data" / "irish.abc"))
 
 
+# One small jig, numbered: a corpus of it is valid ABC that a tiny model learns quickly.
+JIG = ("X:{n}\nT:Jig {n}\nM:6/8\nL:1/8\nK:D\n|:DFA dAF|GBd gdB|AFD DFA|BGE E3:|\n"
+       "|:fdf ecA|dfa gfe|fdB AFD|EFE D3:|\n")
+
+
+def jigs(n: int) -> str:
+    """n numbered copies of JIG as one ABC file, tunes separated by blank lines."""
+    return "\n".join(JIG.format(n=i) for i in range(n))
+
+
 def random_checkpoint(cfg: ModelConfig, seed: int = 0, scale: float = 0.3) -> checkpoint.Checkpoint:
     rng = np.random.default_rng(seed)
     weights = {n: (rng.standard_normal(s) * scale).astype(np.float32)

@@ -18,16 +18,11 @@ from streamlit.testing.v1 import AppTest
 from abcweb import abctools, charts, checkpoint, params
 from abcweb.sampler import Sampler, load_sampler
 
+from conftest import jigs
+
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 WEIGHTS = os.environ.get("ABCWEB_WEIGHTS") or None
 
-JIG = """X:{n}
-T:Jig {n}
-M:6/8
-L:1/8
-K:D
-|:DFA dAF|GBd gdB|AFD DFA|BGE E3:|
-|:fdf ecA|dfa gfe|fdB AFD|EFE D3:|"""
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +258,19 @@ def select_upload(at: AppTest) -> AppTest:
     return at
 
 
+def upload_jigs(at: AppTest) -> AppTest:
+    at.get("file_uploader")[0].set_value(("jigs.abc", jigs(30).encode(), "text/plain"))
+    return at.run()
+
+
+def start_training(steps: int) -> AppTest:
+    """A new page that uploads 30 jigs and starts training on them for `steps` steps."""
+    at = upload_jigs(select_upload(run_app()))
+    at.number_input(key="train_steps").set_value(steps).run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    return at
+
+
 def test_bad_uploads_are_clear_errors(model_dir):
     at = select_upload(run_app())
     start = next(b for b in at.button if b.label == "Start training")
@@ -275,9 +283,7 @@ def test_bad_uploads_are_clear_errors(model_dir):
         assert not at.exception
         assert any(words in e for e in texts(at.error)), texts(at.error)
         assert next(b for b in at.button if b.label == "Start training").disabled
-    at.get("file_uploader")[0].set_value(
-        ("jigs.abc", "\n\n".join(JIG.format(n=i) for i in range(30)).encode(), "text/plain"))
-    at.run()
+    upload_jigs(at)
     assert not at.error or all("ABC" in e for e in texts(at.error))
     assert any("30 tunes" in c for c in texts(at.caption))
     assert not next(b for b in at.button if b.label == "Start training").disabled
@@ -285,12 +291,7 @@ def test_bad_uploads_are_clear_errors(model_dir):
 
 @pytest.mark.slow
 def test_training_in_the_page_gives_a_model_for_this_session_only(model_dir):
-    at = select_upload(run_app())
-    at.get("file_uploader")[0].set_value(
-        ("jigs.abc", "\n\n".join(JIG.format(n=i) for i in range(30)).encode(), "text/plain"))
-    at.run()
-    at.number_input(key="train_steps").set_value(12).run()
-    next(b for b in at.button if b.label == "Start training").click().run()
+    at = start_training(12)
     assert not at.exception
     job = at.session_state["jobs"][-1]
     assert job.wait(240), "training did not finish"
@@ -316,12 +317,7 @@ def test_training_in_the_page_gives_a_model_for_this_session_only(model_dir):
 
 @pytest.mark.slow
 def test_stop_ends_training_early_and_keeps_the_model(model_dir):
-    at = select_upload(run_app())
-    at.get("file_uploader")[0].set_value(
-        ("jigs.abc", "\n\n".join(JIG.format(n=i) for i in range(30)).encode(), "text/plain"))
-    at.run()
-    at.number_input(key="train_steps").set_value(20_000).run()
-    next(b for b in at.button if b.label == "Start training").click().run()
+    at = start_training(20_000)
     job = at.session_state["jobs"][-1]
     deadline = time.monotonic() + 120
     while len(job.metrics()) < 3:

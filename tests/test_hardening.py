@@ -44,13 +44,11 @@ from abcweb import abctools, checkpoint, cli, corpus, tunes
 from abcweb.model import preset
 from abcweb.sampler import MAX_LENGTH, MAX_PRIME, Generation, load_sampler
 
-from conftest import ROOT, random_checkpoint
+from conftest import JIG, ROOT, jigs, random_checkpoint
 
 APP = str(ROOT / "streamlit_app.py")
 SOURCES = sorted((ROOT / "abcweb").glob("*.py")) + [ROOT / "streamlit_app.py"]
 WEIGHTS = os.environ.get("ABCWEB_WEIGHTS") or None
-JIG = ("X:{n}\nT:Jig {n}\nM:6/8\nL:1/8\nK:D\n|:DFA dAF|GBd gdB|AFD DFA|BGE E3:|\n"
-       "|:fdf ecA|dfa gfe|fdB AFD|EFE D3:|\n")
 
 
 def parsed(path: Path) -> ast.Module:
@@ -865,9 +863,7 @@ def planted_job(folder_checkpoint_damage: str | None = "truncated"):
     """A finished training job of this session whose saved model is then damaged."""
     from abcweb.training_job import TrainingJob
 
-    job = TrainingJob.plan("tiny", corpus.parse_abc("\n".join(JIG.format(n=i)
-                                                              for i in range(20)), "jigs"),
-                           steps=1)
+    job = TrainingJob.plan("tiny", corpus.parse_abc(jigs(20), "jigs"), steps=1)
     checkpoint.save(random_checkpoint(preset("tiny")), job.folder)
     if folder_checkpoint_damage:
         f = next(job.folder.glob("model-*.npz"))
@@ -942,7 +938,7 @@ def test_killing_training_while_it_saves_leaves_a_loadable_checkpoint(tmp_path):
     usually lands in a save. Each time the folder must hold a complete checkpoint that the
     next run resumes from."""
     abc = tmp_path / "jigs.abc"
-    abc.write_text("\n".join(JIG.format(n=i) for i in range(40)))
+    abc.write_text(jigs(40))
     out = tmp_path / "run"
     args = [sys.executable, "-m", "abcweb", "train", "--corpus", str(abc), "--preset", "tiny",
             "--out", str(out), "--steps", "100000", "--batch", "4", "--seq-len", "16",
