@@ -43,11 +43,9 @@ ANY = "any"
 CPU, GPU = "CPU · NumPy sampler", "GPU · TensorFlow sampler"
 LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2]
 GENERATIONS_CACHED = 64  # tunes kept per process (each with its logits: ~0.2 MB)
-# The player gets WAV: encoding MP3 took 0.15-0.8 s of every new tune on a 2-core host, WAV
-# none. The browser reads only its header until someone presses play; the MP3 (smaller, for
-# keeping) is encoded when its download button is pressed.
 # The player gets the compressed web format (MP3: every browser, Safari too; ~8 KB a second)
-# rather than WAV (~90 KB a second): a shared demo is played over real networks.
+# rather than WAV (~90 KB a second): a shared demo is played over real networks. WAV is a
+# download, encoded from the cached render when its button is pressed.
 PLAYER_FORMAT, PLAYER_MIME = abctools.WEB_FORMAT, abctools.WEB_MIME
 
 
@@ -744,18 +742,46 @@ def about_tab(model: str, backend: str) -> None:
         "k likeliest. abc2midi checks the tune, abcm2ps draws it and fluidsynth plays it.")
     try:
         s = get_sampler(model_path(model), "numpy")
-        info = s.info
-        st.markdown(f"**Model**: {s.cfg.units} LSTM units × {s.cfg.layers} layer(s), "
-                    f"embedding {s.cfg.embedding}, {s.cfg.parameter_count():,} parameters, "
-                    f"{info.get('steps', 0):,} training steps"
-                    + (f", validation {info['val_bpc']:.3f} bits/char"
-                       if isinstance(info.get("val_bpc"), (int, float)) else "") + ".")
     except CheckpointError as e:
         st.warning(f"No model loaded: {public_message(e)}")
+    else:
+        st.markdown(model_facts(s, model))
+        if model == SHIPPED:
+            with st.expander("Model card: data, recipe, every figure with its command"):
+                st.markdown(model_card())
     status = abctools.tool_status()
     st.markdown("**Tools on this host**")
-    st.dataframe({"tool": list(status), "found": [v or "missing" for v in status.values()]},
-                  hide_index=True)
+    st.dataframe({"tool": list(status),
+                  "found": ["missing" if v is None else "yes" for v in status.values()],
+                  "version": [v or "" for v in status.values()]},
+                 hide_index=True)
+
+
+def model_facts(s: Sampler, model: str) -> str:
+    """The model in one paragraph, from its own metadata (model.json), as its card states it."""
+    info, cfg = s.info, s.cfg
+    facts = [f"{cfg.units} LSTM units × {cfg.layers} layer(s), embedding {cfg.embedding}, "
+             f"{cfg.parameter_count():,} parameters", f"{s.ckpt.total_steps:,} training steps"]
+    card = info.get("card", {})
+    if isinstance(card.get("heldout_bpc"), (int, float)):
+        facts.append(f"**{card['heldout_bpc']:.3f} bits/char** on irish.abc's held-out tunes")
+    valid = card.get("valid")
+    if isinstance(valid, dict) and valid.get("of"):
+        facts.append(f"**{valid['count'] / valid['of']:.1%} valid tunes** "
+                     f"({valid['count']} of {valid['of']} samples)")
+    if not card and isinstance(info.get("val_bpc"), (int, float)):
+        facts.append(f"validation {info['val_bpc']:.3f} bits/char")
+    name = "The shipped model" if model == SHIPPED else "This model"
+    return f"**{name}**: " + "; ".join(facts) + "."
+
+
+@st.cache_resource(show_spinner=False)
+def model_card() -> str:
+    path = Path(__file__).resolve().parent / "weights" / "README.md"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return "The model card (weights/README.md) is not on this server."
 
 
 # -- the page -------------------------------------------------------------------------------

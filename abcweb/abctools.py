@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import io
 import os
 import re
@@ -710,16 +711,38 @@ def to_audio(
     return _cache.put(key, data, len(data))
 
 
-def tool_status() -> dict[str, str | None]:
-    """Where each tool is (None when missing), for a status panel."""
-    status: dict[str, str | None] = {
-        name: shutil.which(name) for name in ("abc2midi", "abcm2ps", "fluidsynth")
-    }
+_VERSION_ARGS = {"abc2midi": ["-ver"], "abcm2ps": ["-V"], "fluidsynth": ["--version"]}
+_VERSION = re.compile(r"\d+(?:\.\d+)+")
+
+
+@functools.lru_cache(maxsize=16)
+def _version(exe: str, flag: tuple[str, ...]) -> str:
     try:
-        status["soundfont"] = str(find_soundfont())
+        with _workdir() as tmp:
+            _, out, err, _ = _run([exe, *flag], tmp, timeout=5, max_out=4096)
+    except ToolError:
+        return "?"
+    m = _VERSION.search(out + err)
+    return m.group() if m else "?"
+
+
+def tool_status() -> dict[str, str | None]:
+    """Each tool's version ("?" when it runs but says none), None when it is missing. No
+    paths: a page shows this to its visitors, and where the server keeps things is not
+    theirs to know. The soundfont is named by its file name."""
+    status: dict[str, str | None] = {}
+    for name, flag in _VERSION_ARGS.items():
+        exe = shutil.which(name)
+        status[name] = _version(exe, tuple(flag)) if exe else None
+    try:
+        status["soundfont"] = find_soundfont().name
     except ToolMissing:
         status["soundfont"] = None
-    status["libsndfile"] = _sndfile.sf_version_string().decode() if _sndfile is not None else None
+    status["libsndfile"] = (
+        _sndfile.sf_version_string().decode().removeprefix("libsndfile-")
+        if _sndfile is not None
+        else None
+    )
     status["web_format"] = WEB_FORMAT
     return status
 

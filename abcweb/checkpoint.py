@@ -44,6 +44,11 @@ class Checkpoint:
     def steps(self) -> int:
         return int(self.info.get("steps", 0))
 
+    @property
+    def total_steps(self) -> int:
+        """Steps of this run plus those of the run it was fine-tuned from."""
+        return self.steps + int(self.info.get("pretrained", {}).get("steps", 0))
+
 
 def _fsync_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -150,6 +151,8 @@ def run_evaluate(args) -> int:
 # -- main --------------------------------------------------------------------------------------
 def build_parser() -> Parser:
     p = Parser(prog="python -m abcweb", description="abcweb: an LSTM that writes folk tunes.")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="show TensorFlow's own start-up and warning lines (hidden by default)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     add_sample(sub)
     add_train(sub)
@@ -164,10 +167,24 @@ def build_parser() -> Parser:
     return p
 
 
+def quiet_tensorflow(verbose: bool) -> None:
+    """TensorFlow's C++ start-up lines (oneDNN, CPU features) and absl's warnings say nothing a
+    user of this command can act on. Must run before TensorFlow is imported. Quiet leaves a
+    level the caller set; --verbose overrides it."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = os.environ["ABSL_MIN_LOG_LEVEL"] = "0"
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")  # absl's own C++ log (TF 2.16 and later)
+    for name in ("absl", "tensorflow", "keras"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         args = build_parser().parse_args(argv)
+        quiet_tensorflow(args.verbose)
         return args.run(args)
     except UsageError as e:
         print(str(e), file=sys.stderr)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from .model import ModelConfig, encode
 MAX_LENGTH = 5000  # characters one call may generate
 MAX_PRIME = 5000  # characters of seed text
 MAX_TEMPERATURE = 100.0
+MAX_SEED = 2**63 - 1  # the CLI's bound; share links use 0 .. 2**32 - 1
+MAX_BATCH = 64  # candidates one generate_many() call may draw
 TOP_ALTERNATIVES = 5
 LN2 = math.log(2.0)
 
@@ -80,20 +83,44 @@ class Generation:
         return self._steps
 
 
-def check_args(prime: str, length: int, temperature: float, top_k: int, vocab_size: int
-               ) -> tuple[int, float, int]:
-    """Validate sampling arguments; raise ValueError with a message a person can act on."""
-    if not isinstance(prime, str) or not prime:
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _whole(value, name: str) -> int:
+    """An int from an int or a whole float; anything else (bool, text, None) is refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a whole number, not {_show(value)}")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if not math.isfinite(value) or not float(value).is_integer():
+        raise ValueError(f"{name} must be a whole number, not {_show(value)}")
+    return int(value)
+
+
+def check_seed(seed) -> int:
+    seed = _whole(seed, "seed")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be from 0 to {MAX_SEED}, not {seed}")
+    return seed
+
+
+def check_args(prime: str, length: int, temperature: float, top_k: int, vocab_size: int,
+               seeds=(0,), stop_at_end: bool = True) -> tuple[int, float, int, list[int]]:
+    """Validate every sampling argument, whatever the length; raise ValueError with a
+    message a person can act on. Returns (length, temperature, top_k, seeds) as numbers."""
+    if not isinstance(prime, str):
+        raise ValueError(f"the seed text must be text, not {_show(prime)}")
+    if not prime:
         raise ValueError("the seed text is empty: give at least one character, e.g. 'X:'")
     if len(prime) > MAX_PRIME:
         raise ValueError(f"the seed text is {len(prime):,} characters; the most is {MAX_PRIME:,}")
-    try:
-        length = int(length)
-        temperature = float(temperature)
-        top_k = int(top_k)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError("length and top-k must be whole numbers and temperature a number"
-                         ) from None
+    length = _whole(length, "length")
+    top_k = _whole(top_k, "top-k")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise ValueError(f"temperature must be a number, not {_show(temperature)}")
+    temperature = float(temperature)
     if not 0 <= length <= MAX_LENGTH:
         raise ValueError(f"length must be from 0 to {MAX_LENGTH}, not {length}")
     if not math.isfinite(temperature) or temperature < 0:
@@ -102,15 +129,18 @@ def check_args(prime: str, length: int, temperature: float, top_k: int, vocab_si
         raise ValueError(f"temperature must be at most {MAX_TEMPERATURE:g}, not {temperature:g}")
     if not 0 <= top_k <= vocab_size:
         raise ValueError(f"top-k must be from 0 (no cut) to {vocab_size}, not {top_k}")
-    return length, temperature, top_k
+    if not isinstance(stop_at_end, (bool, np.bool_)):
+        raise ValueError(f"stop_at_end must be True or False, not {_show(stop_at_end)}")
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise ValueError(f"seeds must be a list of whole numbers, not {_show(seeds)}")
+    seeds = list(seeds)
+    if not 1 <= len(seeds) <= MAX_BATCH:
+        raise ValueError(f"give from 1 to {MAX_BATCH} seeds, not {len(seeds)}")
+    return length, temperature, top_k, [check_seed(s) for s in seeds]
 
 
 def uniforms(seed: int, length: int) -> np.ndarray:
-    try:
-        rng = np.random.default_rng(int(seed))
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"seed must be a whole number >= 0, not {seed!r}") from None
-    return rng.random(length)
+    return np.random.default_rng(check_seed(seed)).random(length)
 
 
 def _masked(logits: np.ndarray, temperature: float, top_k: int) -> np.ndarray:
@@ -345,13 +375,10 @@ class Sampler:
                       ) -> list[Generation]:
         """Several candidates in one batch, one per seed; each equals what generate() gives
         for that seed alone."""
-        length, temperature, top_k = check_args(prime, length, temperature, top_k,
-                                                len(self.vocab))
-        seeds = list(seeds)
-        if not 1 <= len(seeds) <= 64:
-            raise ValueError("give from 1 to 64 seeds")
+        length, temperature, top_k, seeds = check_args(prime, length, temperature, top_k,
+                                                       len(self.vocab), seeds, stop_at_end)
         ids = encode(prime, self.vocab, "seed text")
-        u = np.stack([uniforms(s, length) for s in seeds]) if length else np.zeros((len(seeds), 0))
+        u = np.stack([uniforms(s, length) for s in seeds])
         if self.backend == "tf":
             tokens, logits = self._tf_backend().generate(ids, u, temperature, top_k, prime,
                                                          stop_at_end)
@@ -365,7 +392,7 @@ class Sampler:
             text = "".join(self.vocab[t] for t in toks)
             stopped = "end" if stop_at_end and len(toks) < length else "length"
             out.append(Generation(prime, text, logits[b][: len(toks)], self.vocab, temperature,
-                                  top_k, int(seed), stopped))
+                                  top_k, seed, stopped))
         return out
 
     def stream(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
@@ -373,12 +400,20 @@ class Sampler:
                ) -> Iterator[str]:
         """The text as it is written, in chunks of `every` characters (same text as
         generate()). Uses the NumPy path: streaming is for a CPU host where it matters."""
-        length, temperature, top_k = check_args(prime, length, temperature, top_k,
-                                                len(self.vocab))
+        length, temperature, top_k, (seed,) = check_args(prime, length, temperature, top_k,
+                                                         len(self.vocab), [seed], stop_at_end)
+        every = _whole(every, "every")
+        if every < 1:
+            raise ValueError(f"every must be at least 1 character, not {every}")
         ids = encode(prime, self.vocab, "seed text")
         u = uniforms(seed, length)[None]
+        # Checked above, before the first chunk is asked for: a generator body would not run
+        # (or raise) until then.
+        return self._chunks(self._numpy_steps(ids, u, temperature, top_k, prime, stop_at_end),
+                            every)
+
+    def _chunks(self, steps, every: int) -> Iterator[str]:
         chunk = []
-        steps = self._numpy_steps(ids, u, temperature, top_k, prime, stop_at_end)
         while True:
             with blas_threads(self.threads):  # not held across the yield
                 for tok, _ in steps:
@@ -446,6 +481,8 @@ class Sampler:
 
     def score(self, text: str) -> float:
         """Mean negative log-likelihood of text[1:] in bits per character."""
+        if not isinstance(text, str):
+            raise ValueError(f"score needs text, not {_show(text)}")
         if len(text) < 2:
             raise ValueError("score needs at least two characters")
         ids = encode(text, self.vocab)

@@ -3,9 +3,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from abcweb import checkpoint
 from abcweb.model import ModelConfig, preset, weight_shapes
+
+# Property tests: CI draws the same examples on every run (derandomized, no example database),
+# so a change can only fail for what it changed; a local run explores new examples and keeps
+# the failing ones in .hypothesis/. Either way a failure prints the @reproduce_failure line
+# that replays it. HYPOTHESIS_PROFILE=ci runs the CI profile locally.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True,
+                          deadline=None)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                      or ("ci" if os.environ.get("CI") else "dev"))
 
 ROOT = Path(__file__).resolve().parent.parent
 IRISH = Path(os.environ.get("ABCWEB_IRISH", ROOT.parent / "shared" / "data" / "irish.abc"))

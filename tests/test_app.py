@@ -344,3 +344,27 @@ def test_tensorflow_sampler_writes_the_same_tune(model_dir):
     assert not at.error or all("Invalid ABC" in e for e in texts(at.error))
     assert tune_of(at) == numpy_text
     assert time.perf_counter() - t0 < 120
+
+
+def test_about_shows_tool_versions_and_the_model_cards_figures_never_paths():
+    if WEIGHTS is not None:
+        pytest.skip("the About figures are the shipped model's")
+    at = run_app({"seed": "1", "length": "200"})
+    markdown = " ".join(texts(at.markdown))
+    info = checkpoint.load(None).info
+    card = info["card"]
+    total = info["steps"] + info["pretrained"]["steps"]
+    share = card["valid"]["count"] / card["valid"]["of"]
+    # The figures come from model.json and say what the model card says.
+    facts = [f"{total:,} training steps", f"{card['heldout_bpc']:.3f} bits/char",
+             f"{share:.1%} valid tunes"]
+    for fact in facts:
+        assert fact in markdown, (fact, markdown)
+    model_card = (Path(APP).parent / "weights" / "README.md").read_text()
+    assert f"{total:,}" in model_card and f"{card['heldout_bpc']:.3f}" in model_card
+    assert f"{card['valid']['count']}/{card['valid']['of']} = {share:.1%}" in model_card
+    assert any("Model card" in e.label for e in at.expander)
+    tools = at.dataframe[-1].value
+    assert set(tools["found"]) == {"yes"}, tools
+    assert all("/" not in str(v) for v in tools.to_numpy().ravel()), tools
+    assert all("/usr/" not in t and "/share/" not in t for t in texts(at.markdown))
