@@ -1,4 +1,4 @@
-"""Train a model in a background thread, for a page that must stay responsive meanwhile.
+"""Train a model in a process of its own, for a page that must stay responsive meanwhile.
 
     job = TrainingJob.plan("tiny", corpus, steps=300)
     job.start()
@@ -6,20 +6,28 @@
     job.stop()          # finishes the current step, saves, ends
     job.wait(); job.sampler()   # the trained model; job.zip_bytes() to download it
 
-Each job writes only into its own private temporary folder, so a model trained for one
-visitor never touches the shipped weights or another visitor's model. TensorFlow is imported
-inside the thread: a page that never trains never pays for it.
+Each job trains in `python -m abcweb.train_worker` (see there), at the lowest CPU priority:
+the page server never imports TensorFlow for it, never shares its GIL with it, and gets the
+memory back when the job ends. A thread here starts the process and reads its metrics. Each
+job writes only into its own private temporary folder (the process's TMPDIR is inside it
+too), so a model trained for one visitor never touches the shipped weights or another
+visitor's model, and removing the folder removes everything the job made.
 
 On a small shared host a few guards apply: at most MAX_CONCURRENT jobs train at once per
-process (later ones wait, state 'queued'), and a job stops by itself after `max_seconds`, so
-a visitor who closes the tab does not leave the machine training for hours.
+server (later ones wait, state 'queued'), and a job stops by itself after `max_seconds`, so
+a visitor who closes the tab does not leave the machine training for hours. A worker that
+crashes or is killed leaves the job 'failed' with a message; the page goes on.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -29,16 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import checkpoint as ckpt_io
+from . import train_worker
 from .corpus import Corpus
 from .model import ModelConfig, preset
 
 MAX_CONCURRENT = 1
 MAX_SECONDS = 15 * 60
+KILL_GRACE_S = 120  # past max_seconds, a worker that has not ended is killed
 VAL_MAX_CHARS = 20_000  # validation text per evaluation: a second or two on a small CPU
-# TensorFlow threads for training: all cores but one, so the page (and other visitors) keep a
-# core. On a busy 2-core host one thread even trains the tiny preset faster than two
-# (0.028 s a step against 0.043 s).
-TRAIN_THREADS = max(1, (os.cpu_count() or 2) - 1)
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # what the worker imports abcweb from
 STATES = ("idle", "queued", "starting", "running", "done", "stopped", "failed")
 _SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 
@@ -104,7 +111,9 @@ class TrainingJob:
         self.max_seconds = max_seconds
         self.info = dict(info or {})
         self.folder = Path(tempfile.mkdtemp(prefix="abcweb-train-"))  # mode 0700: private
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self.folder, True)
+        self._proc: list[subprocess.Popen] = []  # the worker, once started (a list: the
+        # finalizer below must not hold the job itself)
+        self._finalizer = weakref.finalize(self, _discard, self._proc, self.folder)
         self._lock = threading.Lock()
         self._metrics: list[dict] = []
         self._state = "idle"
@@ -177,6 +186,18 @@ class TrainingJob:
     def stop(self) -> None:
         """Ask the job to stop after the current step; it still saves what it learned."""
         self._stop.set()
+        self._tell_worker()
+
+    def _tell_worker(self) -> None:
+        with self._lock:
+            proc = self._proc[0] if self._proc else None
+            if proc is None or proc.poll() is not None:
+                return
+            try:
+                proc.stdin.write(b"stop\n")
+                proc.stdin.flush()
+            except (OSError, ValueError):  # it has just ended, or its stdin is closed
+                pass
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job ends; True when it has."""
@@ -223,7 +244,13 @@ class TrainingJob:
     def checkpoint_path(self) -> Path | None:
         """The folder of the trained checkpoint, once one is saved."""
         with self._lock:
-            return self.folder if self._saved else None
+            return self.folder / train_worker.MODEL if self._saved else None
+
+    @property
+    def pid(self) -> int | None:
+        """The worker process's id while it runs (for tests and monitoring)."""
+        with self._lock:
+            return self._proc[0].pid if self._proc and self._proc[0].poll() is None else None
 
     def sampler(self, backend: str = "numpy"):
         from .sampler import load_sampler
@@ -254,51 +281,96 @@ class TrainingJob:
             if error is not None:
                 self._error = error
 
-    def _should_stop(self) -> bool:
-        return self._stop.is_set() or (self._started_at is not None
-                                        and self.elapsed > self.max_seconds)
-
     def _run(self) -> None:
         while not _SLOTS.acquire(timeout=0.2):  # wait for a free slot, unless stopped first
             if self._stop.is_set():
                 self._set("stopped")
                 return
         try:
+            if self._stop.is_set():
+                self._set("stopped")
+                return
             self._set("starting")
             self._started_at = time.perf_counter()
-            _limit_tensorflow_threads()
-            from .train import Trainer  # imports TensorFlow: seconds, the first time
-
-            trainer = Trainer(self.config, self.train, self.val, self.settings, init=self.init,
-                              info=self.info)
-            first = trainer.step
-            self._set("running")
-            for m in trainer.run(self.settings.steps, save_to=None,
-                                 should_stop=self._should_stop):
-                row = m.as_dict()
-                row["done"] = m.step - first
-                with self._lock:
-                    self._metrics.append(row)
-            trainer.save(self.folder, val_bpc=self._last_val())
-            with self._lock:
-                self._saved = True
-            self._set("stopped" if self._should_stop() and self.progress < 1 else "done")
+            self._train_in_worker()
         except Exception as e:  # noqa: BLE001 - a page shows it; a thread must not die silently
             self._set("failed", str(e) or type(e).__name__)
         finally:
             _SLOTS.release()
 
-    def _last_val(self) -> float | None:
+    def _train_in_worker(self) -> None:
+        train_worker.write_spec(self.folder, self.config, self.train, self.val, self.settings,
+                                self.init, self.info, self.max_seconds)
+        tmp = self.folder / "tmp"  # TensorFlow's autograph files and the like go here
+        tmp.mkdir()
+        env = {**os.environ, "TMPDIR": str(tmp), "TF_CPP_MIN_LOG_LEVEL": "3",
+               "PYTHONPATH": os.pathsep.join(
+                   [PACKAGE_ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+        with open(self.folder / "worker.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "abcweb.train_worker", str(self.folder)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                cwd=self.folder, start_new_session=True)  # a Ctrl-C in a terminal is ours
         with self._lock:
-            vals = [m["val_bpc"] for m in self._metrics if m.get("val_bpc") is not None]
-        return vals[-1] if vals else None
+            self._proc.append(proc)
+        if self._stop.is_set():
+            self._tell_worker()
+        # The worker stops itself at max_seconds; this deadline is for a worker that hangs
+        # (in TensorFlow's start, say): its whole process group is killed.
+        deadline = threading.Timer(self.max_seconds + KILL_GRACE_S, _kill, (proc,))
+        deadline.daemon = True
+        deadline.start()
+        try:
+            self._read_worker(proc)
+        finally:
+            deadline.cancel()
+
+    def _read_worker(self, proc: subprocess.Popen) -> None:
+        error = None
+        stopped = False
+        for raw in proc.stdout:
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                continue
+            if "metric" in msg:
+                with self._lock:
+                    self._metrics.append(msg["metric"])
+            elif msg.get("state") == "running":
+                self._set("running")
+            elif msg.get("saved"):
+                stopped = msg.get("stopped", False)
+                with self._lock:
+                    self._saved = True
+            elif "error" in msg:
+                error = msg["error"]
+        code = proc.wait()
+        proc.stdout.close()
+        if error is not None:
+            self._set("failed", error)
+        elif not self.checkpoint_path:
+            how = (f"was stopped by signal {-code}" if code < 0 else f"ended with code {code}")
+            self._set("failed", f"the training process {how} before it saved a model")
+        else:
+            self._set("stopped" if stopped else "done")
 
 
-def _limit_tensorflow_threads() -> None:
-    import tensorflow as tf
-
+def _kill(proc: subprocess.Popen) -> None:
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(TRAIN_THREADS)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow already runs (an earlier job, the tf sampler): keep it
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
         pass
+
+
+def _discard(procs: list[subprocess.Popen], folder: Path) -> None:
+    """End a job's worker (closing its stdin tells it to quit) and remove its folder. Runs
+    when the job is cleaned up or collected, and at the server's exit."""
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                proc.stdin.close()
+                proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                _kill(proc)
+                proc.wait()
+    shutil.rmtree(folder, ignore_errors=True)

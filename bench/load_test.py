@@ -306,7 +306,7 @@ async def trainer(browser, url: str, steps: int, seed: int, length: int,
         await page.goto(f"{url}/?seed={seed}&length={length}")
         await _wait(page, DONE, [{"text": None, "audio": None, "chart": None}])
         before = await page.evaluate(STATE)
-        await page.get_by_role("tab", name=re.compile("Train")).click()
+        await page.get_by_role("link", name=re.compile("Train")).click()
         box = page.locator('input[aria-label="Steps"]')
         await box.fill(str(steps))
         await box.press("Enter")
@@ -318,6 +318,7 @@ async def trainer(browser, url: str, steps: int, seed: int, length: int,
         await page.get_by_text(re.compile(r"^Done: the model is saved")).wait_for(
             timeout=timeout_s * 1000)
         t_done = time.perf_counter()
+        progress = await page.locator('[data-testid="stProgress"]').inner_text()
         await page.get_by_role("button", name=re.compile("Use this model for sampling")).click()
         await _wait(page, DONE, [before], timeout=180_000)
         state = await page.evaluate(STATE)
@@ -327,7 +328,6 @@ async def trainer(browser, url: str, steps: int, seed: int, length: int,
         if tmpdir is not None:  # read the model now: it goes when the session ends
             visit.trained_text = await asyncio.to_thread(trained_model_text, tmpdir, seed,
                                                          length)
-        progress = await page.locator('[data-testid="stProgress"]').inner_text()
         visit.trained = {"seconds": round(t_done - t_start, 1), "progress": progress,
                          "model_shown": await page.get_by_text("Trained here").count(),
                          "open_to_done_s": round(t_done - t0, 1)}
@@ -345,7 +345,8 @@ def trained_model_text(tmpdir: Path, seed: int, length: int) -> str | None:
 
     for folder in sorted(tmpdir.glob("abcweb-train-*")):
         try:
-            return load_sampler(folder, "numpy").generate("X:", length, 1.0, seed, 0).text
+            return load_sampler(folder / "model", "numpy").generate("X:", length, 1.0, seed,
+                                                                    0).text
         except checkpoint.CheckpointError:
             continue
     return None

@@ -21,6 +21,7 @@ from abcweb.sampler import Sampler, load_sampler
 from conftest import jigs
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+GENERATE, TRAIN, ABOUT = "views/generate.py", "views/train.py", "views/about.py"
 WEIGHTS = os.environ.get("ABCWEB_WEIGHTS") or None
 
 
@@ -95,13 +96,10 @@ def test_first_visit_writes_checks_draws_and_plays_a_tune(model_dir):
 
 
 def page_module():
-    """The page's functions, without running it."""
-    import importlib.util
+    """The Generate view's functions, without running it (its main() runs only as a page)."""
+    from views import generate
 
-    spec = importlib.util.spec_from_file_location("abcweb_page", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return generate
 
 
 def test_the_wav_download_is_encoded_when_pressed(model_dir):
@@ -225,7 +223,10 @@ def test_unknown_characters_in_the_seed_text(model_dir):
     errors = " ".join(texts(at.error))
     assert "does not know" in errors and "☃" in errors and "é" in errors
     # The rest of the page keeps working.
+    at.switch_page(TRAIN).run()
+    assert not at.exception
     assert any(b.label == "Start training" for b in at.button)
+    at.switch_page(GENERATE).run()  # the settings outlive the visit to another view
     assert at.sidebar.code[0].value.startswith("?seed=0&prime=X%3A1%0AT%3ACaf")
     at.sidebar.text_area(key="prime").set_value("X:").run()
     assert not at.error or all("Invalid ABC" in e for e in texts(at.error))
@@ -236,9 +237,11 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("ABCWEB_WEIGHTS", str(tmp_path))
     at = run_app()
     errors = " ".join(texts(at.error))
-    assert "shipped model cannot be loaded" in errors and "Train tab" in errors
-    assert any(b.label == "Start training" for b in at.button)
+    assert "shipped model cannot be loaded" in errors and "Train page" in errors
     assert at.sidebar.code[0].value.startswith("?seed=")
+    at.switch_page(TRAIN).run()
+    assert not at.exception
+    assert any(b.label == "Start training" for b in at.button)
 
 
 def test_missing_tools_are_clear_warnings(model_dir, monkeypatch, tmp_path):
@@ -254,6 +257,7 @@ def test_missing_tools_are_clear_warnings(model_dir, monkeypatch, tmp_path):
 
 # -- training -------------------------------------------------------------------------------
 def select_upload(at: AppTest) -> AppTest:
+    at.switch_page(TRAIN).run()
     at.selectbox(key="train_corpus").set_value("upload").run()
     return at
 
@@ -300,10 +304,10 @@ def test_training_in_the_page_gives_a_model_for_this_session_only(model_dir):
     assert not at.exception
     assert any("Done" in s for s in texts(at.success))
     assert "Loss" in charts_of(at)
-    models = at.sidebar.selectbox(key="model").options
-    assert len(models) == 2
+    # "Use this model" opens the Generate view on the new model.
     next(b for b in at.button if b.label == "Use this model for sampling").click().run()
-    at.run()
+    assert not at.exception
+    assert len(at.sidebar.selectbox(key="model").options) == 2
     assert at.session_state["model"] == str(job.checkpoint_path)
     mine = tune_of(at)
     assert mine == job.sampler().generate("X:", 600, 1.0, 0, 0).text
@@ -330,6 +334,7 @@ def test_stop_ends_training_early_and_keeps_the_model(model_dir):
     assert job.wait(60) and job.state == "stopped"
     at.run()
     assert any(s.startswith("Stopped early") for s in texts(at.success))
+    at.switch_page(GENERATE).run()
     assert len(at.sidebar.selectbox(key="model").options) == 2
     job.cleanup()
 
@@ -350,6 +355,8 @@ def test_about_shows_tool_versions_and_the_model_cards_figures_never_paths():
     if WEIGHTS is not None:
         pytest.skip("the About figures are the shipped model's")
     at = run_app({"seed": "1", "length": "200"})
+    at.switch_page(ABOUT).run()
+    assert not at.exception
     markdown = " ".join(texts(at.markdown))
     info = checkpoint.load(None).info
     card = info["card"]

@@ -10,11 +10,25 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from browser_support import CHARTS, CHROMIUM, TUNE, app_server, launch, tune_text
+from browser_support import (
+    CHARTS,
+    CHROMIUM,
+    ROOT,
+    TUNE,
+    app_server,
+    free_port,
+    launch,
+    tune_text,
+    wait_healthy,
+)
 
 from abcweb import abctools, checkpoint
 
@@ -170,9 +184,11 @@ def test_a_share_link_brings_back_the_same_tune(server, browser, page):
         other.close()
 
 
-def test_training_in_the_train_tab_shows_the_loss_and_gives_a_model(server, page):
+def test_training_on_the_train_page_shows_the_loss_and_gives_a_model(server, page):
     open_page(page, server + "/")
-    page.get_by_role("tab", name=re.compile("Train")).click()
+    before = tune_text(page)
+    page.get_by_role("link", name=re.compile("Train")).click()
+    page.wait_for_url(re.compile(r"/train"))
     # The smallest bundled collection (181 tunes): quick to read and to validate on.
     page.locator('input[aria-label="Corpus"]').click()
     page.get_by_role("option", name=re.compile("American Veteran Fifer")).click()
@@ -182,21 +198,76 @@ def test_training_in_the_train_tab_shows_the_loss_and_gives_a_model(server, page
     steps.press("Enter")
     idle(page)
     page.get_by_role("button", name=re.compile("Start training")).click()
-    panel = page.get_by_role("tabpanel")
-    panel.locator(f"{CHARTS} svg .mark-line").first.wait_for(timeout=120_000)
+    page.locator(f"{CHARTS} svg .mark-line").first.wait_for(timeout=120_000)
     page.get_by_text(re.compile(r"^Done: the model is saved")).wait_for(timeout=180_000)
     idle(page)
     progress = page.locator('[data-testid="stProgress"]').inner_text()
     assert "step 20 of 20" in progress and "validation" in progress
-    before = tune_text(page)
+    # "Use this model" opens the Generate page, which now samples the new model.
     page.get_by_role("button", name=re.compile("Use this model for sampling")).click()
     sidebar = page.locator('[data-testid="stSidebar"]')
     playwright_api.expect(sidebar.locator('input[aria-label="Model"]')).to_have_value(
         re.compile("^Trained here: tiny on miscFolk"))
     sidebar.get_by_text("lives only in this browser session").wait_for()
-    # The Generate tab now samples the new model.
-    page.get_by_role("tab", name=re.compile("Generate")).click()
     page.wait_for_function(
         "([sel, before]) => { const el = document.querySelector(sel); if (!el) return false;"
         " return Array.from(el.querySelectorAll('[data-line]'))"
         ".map(d => d.lastChild.textContent).join('\\n') !== before; }", arg=[TUNE, before])
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_server_leaves_no_temporary_files_while_someone_trains(browser, tmp_path,
+                                                                         how):
+    """Stop the server while a visitor's model trains, as an operator or a container runtime
+    would: the server, its training worker and everything they wrote are gone."""
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    port = free_port()
+    log = tmp_path / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+             "--server.headless", "true", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmpdir)},
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(proc, url, 60, log.read_text)
+        context = browser.new_context(viewport={"width": 1400, "height": 1100})
+        context.set_default_timeout(TIMEOUT)
+        page = context.new_page()
+        page.goto(url + "/train")
+        steps = page.locator('input[aria-label="Steps"]')
+        steps.fill("20000")
+        steps.press("Enter")
+        idle(page)
+        page.get_by_role("button", name=re.compile("Start training")).click()
+        page.locator(f"{CHARTS} svg .mark-line").first.wait_for(timeout=120_000)  # it trains
+        workers = [p for p in children_of(proc.pid) if "abcweb.train_worker" in cmdline(p)]
+        assert workers and any(tmpdir.iterdir())
+        proc.send_signal(how)
+        assert proc.wait(30) == 0, log.read_text()[-2000:]
+        context.close()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{p}").exists() for p in workers) or any(tmpdir.iterdir()):
+            assert time.monotonic() < deadline, sorted(str(p) for p in tmpdir.rglob("*"))
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

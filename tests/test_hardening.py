@@ -47,7 +47,18 @@ from abcweb.sampler import MAX_LENGTH, MAX_PRIME, Generation, load_sampler
 from conftest import JIG, ROOT, jigs, random_checkpoint
 
 APP = str(ROOT / "streamlit_app.py")
-SOURCES = sorted((ROOT / "abcweb").glob("*.py")) + [ROOT / "streamlit_app.py"]
+GENERATE, TRAIN, ABOUT = "views/generate.py", "views/train.py", "views/about.py"
+PAGE_SOURCES = [ROOT / "streamlit_app.py"] + sorted((ROOT / "views").glob("*.py"))
+SOURCES = sorted((ROOT / "abcweb").glob("*.py")) + PAGE_SOURCES
+
+
+def page_text() -> str:
+    return "\n".join(p.read_text() for p in PAGE_SOURCES)
+
+
+def page_calls():
+    for path in PAGE_SOURCES:
+        yield from calls(path)
 WEIGHTS = os.environ.get("ABCWEB_WEIGHTS") or None
 
 
@@ -99,8 +110,8 @@ SUBPROCESS = {"subprocess.run", "subprocess.call", "subprocess.check_call",
               "subprocess.check_output", "subprocess.Popen"}
 # Popen without a timeout argument is allowed only where the caller enforces a deadline itself
 # (abctools._run kills the tool's process group at its timeout; tested below and in
-# test_abctools).
-POPEN_WITH_OWN_DEADLINE = {("abctools.py", "_run")}
+# test_abctools; a training worker is killed KILL_GRACE_S past its job's max_seconds).
+POPEN_WITH_OWN_DEADLINE = {("abctools.py", "_run"), ("training_job.py", "_train_in_worker")}
 
 
 def test_every_subprocess_takes_an_argument_list_and_a_timeout():
@@ -142,7 +153,8 @@ def test_the_page_shows_no_exception_text_unfiltered():
     """Every exception the page shows goes through public_message(), which keeps the server's
     checkout, home and private temporary folders out of what visitors read."""
     shown = 0
-    for handler in ast.walk(parsed(ROOT / "streamlit_app.py")):
+    handlers = [(p.name, h) for p in PAGE_SOURCES for h in ast.walk(parsed(p))]
+    for page, handler in handlers:
         if not isinstance(handler, ast.ExceptHandler) or not handler.name:
             continue
         for node in ast.walk(handler):
@@ -150,7 +162,7 @@ def test_the_page_shows_no_exception_text_unfiltered():
                    and node.value.id == handler.name)
             raw |= (isinstance(node, ast.Call) and dotted(node.func) == "str"
                     and any(isinstance(a, ast.Name) and a.id == handler.name for a in node.args))
-            assert not raw, f"streamlit_app.py:{node.lineno} shows {handler.name} unfiltered"
+            assert not raw, f"{page}:{node.lineno} shows {handler.name} unfiltered"
             shown += isinstance(node, ast.Call) and dotted(node.func) == "public_message"
     assert shown >= 8
 
@@ -196,7 +208,7 @@ def test_no_network_code(path):
 
 
 def test_the_only_web_addresses_in_the_page_are_links_a_visitor_clicks():
-    text = Path(APP).read_text()
+    text = page_text()
     for m in re.finditer(r"https?://[^\s\"')\]]+", text):
         before = text[max(0, m.start() - 2): m.start()]
         assert before == "](", f"{m.group()} is fetched by the page, not a link to click"
@@ -205,7 +217,7 @@ def test_the_only_web_addresses_in_the_page_are_links_a_visitor_clicks():
 def page_icons() -> list[str]:
     """The page icons given as text (an image drawn in code needs no internet)."""
     icons = []
-    for node, name in calls(Path(APP)):
+    for node, name in page_calls():
         if name.endswith("set_page_config"):
             for kw in node.keywords:
                 if kw.arg == "page_icon" and isinstance(kw.value, ast.Constant):
@@ -233,12 +245,17 @@ def test_streamlit_config_caps_uploads_and_sends_no_statistics():
     # The page turns error details off for visitors.
     assert re.search(r'set_option\(\s*"client.showErrorDetails",\s*"none"\s*\)',
                      Path(APP).read_text())
+    # ... before any view runs: the entry script sets it, then hands over to the view.
+    text = Path(APP).read_text()
+    assert text.index('"client.showErrorDetails"') < text.index("page.run()")
 
 
 def test_cached_page_resources_are_bounded():
     """Every st.cache_resource / st.cache_data function that takes arguments keeps a
     bounded number of entries (or it grows with every new visitor's settings)."""
-    for node in ast.walk(parsed(Path(APP))):
+    nodes = [(p.name, n) for p in PAGE_SOURCES for n in ast.walk(parsed(p))]
+    assert sum(isinstance(n, ast.FunctionDef) for _, n in nodes) > 40  # the views were read
+    for page, node in nodes:
         if not isinstance(node, ast.FunctionDef):
             continue
         for deco in node.decorator_list:
@@ -249,13 +266,13 @@ def test_cached_page_resources_are_bounded():
             kws = {k.arg for k in call.keywords} if call else set()
             if node.args.args:
                 assert "max_entries" in kws or "ttl" in kws, \
-                    f"streamlit_app.py:{node.lineno} {node.name}() caches without a bound"
+                    f"{page}:{node.lineno} {node.name}() caches without a bound"
 
 
 def test_uploads_never_become_paths():
     """The page hands uploads to corpus.load_bytes (text in memory); only the file's stem is
     used, as a label. Nothing in the upload path writes files."""
-    text = Path(APP).read_text()
+    text = page_text()
     assert "uploaded_corpus(upload.getvalue(), Path(upload.name).stem)" in text
     for node, name in calls(ROOT / "abcweb" / "corpus.py"):
         assert name.split(".")[-1] not in ("write_text", "write_bytes", "open", "mkdir"), \
@@ -466,12 +483,12 @@ class Tags(HTMLParser):
 
 @pytest.fixture(scope="module")
 def page_module():
-    import importlib.util
+    import types
 
-    spec = importlib.util.spec_from_file_location("abcweb_page_under_test", APP)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # defines the page's functions; main() does not run
-    return module
+    from views import generate, shared  # their main() runs only as a page
+
+    names = {**vars(shared), **vars(generate)}
+    return types.SimpleNamespace(**{k: v for k, v in names.items() if not k.startswith("__")})
 
 
 HTMLISH = st.text(alphabet=st.sampled_from(list(
@@ -705,7 +722,11 @@ def test_seed_text_that_cannot_be_used_is_explained(model_dir):
         assert_no_traceback(at)
         assert any(words in e for e in texts(at.error)), texts(at.error)
         assert "_text" not in at.session_state  # no tune, and no stale one either
-        assert any(b.label == "Start training" for b in at.button)  # the page goes on
+        assert at.sidebar.code[0].value.startswith("?seed=")  # the page goes on
+    at.switch_page(TRAIN).run()
+    assert_no_traceback(at)
+    assert any(b.label == "Start training" for b in at.button)
+    at.switch_page(GENERATE).run()
     box().set_value("X" * (MAX_PRIME + 500)).run()  # the box keeps MAX_PRIME characters
     assert_no_traceback(at)
     assert len(at.session_state["prime"]) <= MAX_PRIME
@@ -726,6 +747,7 @@ def test_html_in_the_seed_text_is_shown_as_text(model_dir):
 
 
 def select_upload(at):
+    at.switch_page(TRAIN).run()
     at.selectbox(key="train_corpus").set_value("upload").run()
     assert_no_traceback(at)
     return at
@@ -798,6 +820,8 @@ def running_with(marker: str) -> list[str]:
 
 
 def about_tools(at) -> dict[str, str]:
+    at.switch_page(ABOUT).run()
+    assert_no_traceback(at)
     df = at.dataframe[-1].value
     return dict(zip(df["tool"], df["found"]))
 
@@ -907,8 +931,12 @@ def test_a_damaged_shipped_model_is_a_clear_error_and_the_page_goes_on(model_dir
     assert "The shipped model cannot be loaded" in errors
     assert "damaged" in errors, errors
     assert "_text" not in at.session_state
-    assert any(b.label == "Start training" for b in at.button)
     assert at.sidebar.code[0].value.startswith("?seed=3")
+    at.switch_page(TRAIN).run()
+    assert_no_traceback(at)
+    assert any(b.label == "Start training" for b in at.button)
+    at.switch_page(ABOUT).run()
+    assert_no_traceback(at)
     assert any("No model loaded" in w for w in texts(at.warning))
 
 
@@ -917,9 +945,9 @@ def planted_job(folder_checkpoint_damage: str | None = "truncated"):
     from abcweb.training_job import TrainingJob
 
     job = TrainingJob.plan("tiny", corpus.parse_abc(jigs(20), "jigs"), steps=1)
-    checkpoint.save(random_checkpoint(preset("tiny")), job.folder)
+    checkpoint.save(random_checkpoint(preset("tiny")), job.folder / "model")
     if folder_checkpoint_damage:
-        f = next(job.folder.glob("model-*.npz"))
+        f = next((job.folder / "model").glob("model-*.npz"))
         f.write_bytes(f.read_bytes()[:500])
     job._saved, job._state = True, "done"
     return job
@@ -930,7 +958,7 @@ def test_a_damaged_trained_model_falls_back_to_the_shipped_model(model_dir):
     job = planted_job()
     try:
         at.session_state["jobs"] = [job]
-        at.session_state["use_model"] = str(job.folder)
+        at.session_state["use_model"] = str(job.checkpoint_path)
         at.run()
         assert_no_traceback(at)
         assert any("cannot be loaded" in e and "damaged" in e for e in texts(at.error)) or \

@@ -1,6 +1,10 @@
-"""TrainingJob: a Trainer in a background thread, stoppable, with a private checkpoint."""
+"""TrainingJob: a Trainer in a worker process, stoppable, with a private checkpoint."""
 
 import io
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -208,3 +212,77 @@ def test_fine_tuning_starts_from_a_checkpoint(one_layer_dir):
 def test_fine_tuning_without_a_model_is_a_clear_error(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
         TrainingJob.plan("finetune", small_corpus(), steps=2, shipped=tmp_path)
+
+
+# -- the worker process ---------------------------------------------------------------------
+def test_training_runs_in_a_low_priority_process_that_ends_with_the_job():
+    job = micro_job(steps=100_000)
+    job.start()
+    wait_until(lambda: job.state == "running")
+    pid = job.pid
+    assert pid is not None and pid != os.getpid()
+    assert os.getpriority(os.PRIO_PROCESS, pid) > os.getpriority(os.PRIO_PROCESS, 0)
+    job.stop()
+    assert job.wait(60) and job.state == "stopped"
+    assert job.pid is None and not Path(f"/proc/{pid}").exists()  # its memory went with it
+    job.cleanup()
+
+
+def test_a_killed_worker_fails_the_job_with_a_clear_message():
+    job = micro_job(steps=100_000)
+    job.start()
+    wait_until(lambda: job.state == "running")
+    os.kill(job.pid, signal.SIGKILL)
+    assert job.wait(30)
+    assert job.state == "failed"
+    assert job.error == "the training process was stopped by signal 9 before it saved a model"
+    assert job.checkpoint_path is None
+    folder = job.folder
+    job.cleanup()
+    assert not folder.exists()
+    # The next job trains as usual: the slot was given back.
+    again = micro_job(steps=2)
+    again.start()
+    assert again.wait(120) and again.state == "done", again.error
+    again.cleanup()
+
+
+SERVER_DIES = """
+import os, sys, time
+from abcweb import corpus
+from abcweb.model import ModelConfig
+from abcweb.train import TrainSettings
+from abcweb.training_job import TrainingJob
+tunes = "\\n\\n".join(f"X:{n}\\nT:t\\nM:6/8\\nL:1/8\\nK:G\\n|:GAB dBG|ced BAG:|" for n in range(30))
+train, val = corpus.parse_abc(tunes, "jigs").split()
+job = TrainingJob(ModelConfig(embedding=8, units=16), train, val,
+                  TrainSettings(steps=100_000, batch=4, seq_len=32, eval_every=0), name="m")
+job.start()
+while job.state != "running":
+    time.sleep(0.05)
+print(job.folder, flush=True)
+os._exit(0)  # as a server killed with SIGKILL: no clean-up of its own
+"""
+
+
+def test_a_worker_whose_server_died_removes_its_folder_and_ends(tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path),
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", SERVER_DIES], env=env, capture_output=True,
+                         text=True, timeout=120)
+    folder = Path(out.stdout.strip())
+    assert folder.parent == tmp_path, out.stderr
+    wait_until(lambda: not folder.exists(), timeout=30)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_server_never_imports_tensorflow_to_train(tmp_path):
+    script = SERVER_DIES.replace("print(job.folder, flush=True)\nos._exit(0)",
+                                 "job.stop(); job.wait(60); job.cleanup()\n"
+                                 "print(job.state, 'tensorflow' in sys.modules)")
+    env = {**os.environ, "TMPDIR": str(tmp_path),
+           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.split() == ["stopped", "False"], out.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,420 @@
+"""Generate: the sidebar's settings, the tune (text, check, sheet music, audio) and what the
+model was thinking at each character."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import random
+import time
+from concurrent.futures import Future
+from functools import partial
+
+import numpy as np
+import streamlit as st
+
+from abcweb import abctools, charts, headers, params, tunes
+from abcweb.messages import public_message
+from abcweb.model import UnknownCharacters
+from abcweb.sampler import Generation, Sampler
+from views.shared import (
+    ANY,
+    CPU,
+    GPU,
+    PLAYER_FORMAT,
+    PLAYER_MIME,
+    SHIPPED,
+    current_settings,
+    generate,
+    header_choices,
+    model_path,
+    render_pool,
+    sampler_or_error,
+    seconds_per_char,
+    session_models,
+    stream_after_s,
+    tune_charts,
+    written,
+)
+
+
+# -- sidebar --------------------------------------------------------------------------------
+def new_seed() -> None:
+    st.session_state.seed = random.randrange(params.SEED_MAX + 1)
+
+
+def write_header() -> None:
+    choices = header_choices()
+    meter = None if st.session_state.meter == ANY else st.session_state.meter
+    key = None if st.session_state.key == ANY else st.session_state.key
+    unit = choices.unit_for_meter.get(meter) if meter else None
+    st.session_state.prime = headers.prime_for(meter, key, unit)
+
+
+def sidebar_seed() -> None:
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    left.number_input("Random seed", min_value=0, max_value=params.SEED_MAX, step=1,
+                      key="seed", help="The same seed and settings always give the same tune.")
+    right.button("New", icon=":material/casino:", on_click=new_seed, width="stretch",
+                 help="A new random seed: a new tune with the same settings.")
+
+
+def sidebar_seed_text() -> None:
+    choices = header_choices()
+    counts_m = dict(choices.meters)
+    counts_k = dict(choices.keys)
+    left, right = st.columns(2)
+    left.selectbox("Meter", [ANY] + list(counts_m), key="meter", on_change=write_header,
+                   format_func=lambda m: m if m == ANY else headers.meter_label(m),
+                   help=f"Meters used by at least a few of the {choices.tunes:,} tunes in the "
+                        "bundled collections, most used first.")
+    right.selectbox("Key", [ANY] + list(counts_k), key="key", on_change=write_header,
+                    help="Keys as the collections write them, most used first.")
+    st.text_area("Seed text", key="prime", height=110, max_chars=params.MAX_PRIME,
+                 help="The ABC the tune starts from; the model carries on from its last "
+                      "character. Meter and key above write these header lines for you.")
+
+
+def sidebar_sampling() -> None:
+    st.slider("Length (characters at most)", params.LENGTH_MIN, params.LENGTH_MAX,
+              step=params.LENGTH_STEP, key="length",
+              help="The model stops earlier when it finishes a tune.")
+    st.slider("Temperature", params.TEMPERATURE_MIN, params.TEMPERATURE_MAX,
+              step=params.TEMPERATURE_STEP, key="temperature", format="%.2f",
+              help="0 always takes the likeliest character; 1 samples the model as it is; "
+                   "above 1 is wilder.")
+    st.slider("Top-k", 0, params.TOP_K_MAX, key="top_k",
+              help="Draw only from the k likeliest characters (0: no cut).")
+
+
+def sidebar_model() -> tuple[str, str]:
+    models = session_models()
+    if "use_model" in st.session_state:
+        st.session_state.model = st.session_state.pop("use_model")
+    if st.session_state.model not in models:
+        st.session_state.model = SHIPPED
+    st.selectbox("Model", list(models), key="model", format_func=models.get,
+                 help="The shipped model, or one you trained on the Train page (it lives only "
+                      "in this browser session).")
+    st.radio("Sampler runs on", [CPU, GPU], key="device", horizontal=False,
+             help="The NumPy sampler needs no TensorFlow and is fastest for one tune on a "
+                  "CPU. The TensorFlow sampler runs the whole loop as one tf.function, on "
+                  "the GPU when TensorFlow sees one.")
+    backend = "numpy" if st.session_state.device == CPU else "tf"
+    if backend == "tf" and not _gpu_driver():
+        st.caption("No GPU on this host: TensorFlow runs the sampler on the CPU. Its first "
+                   "tune waits for TensorFlow to load (a few seconds).")
+    return st.session_state.model, backend
+
+
+def _gpu_driver() -> bool:
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia/version")
+
+
+def sidebar_share(settings: params.Settings, model: str) -> str:
+    url = params.share_url(st.context.url, settings)
+    st.query_params.from_dict(params.to_query(settings))  # the address bar is the link too
+    st.markdown("**Share this tune**")
+    copy_button(url)
+    st.code(url, language=None, wrap_lines=True)
+    if model != SHIPPED:
+        st.caption("Links bring back tunes of the shipped model: a model trained here "
+                   "lives only in this browser session.")
+    return url
+
+
+def copy_button(url: str) -> None:
+    # The URL is percent-encoded (no quotes or angle brackets); json.dumps makes it a JS
+    # string, and escaping '<' keeps it from ever closing the script tag.
+    literal = json.dumps(url).replace("<", "\\u003c")
+    st.html(
+        '<button id="abcweb-copy" data-testid="abcweb-copy-link" style="padding:4px 12px;'
+        'border:1px solid #2e7d32;border-radius:6px;background:#fff;color:#2e7d32;'
+        'cursor:pointer">Copy link</button>'
+        f"<script>(function(){{const b=document.getElementById('abcweb-copy');"
+        f"if(!b)return;b.onclick=async()=>{{const u={literal};"
+        "try{await navigator.clipboard.writeText(u);b.textContent='Copied';}"
+        "catch(e){window.prompt('Copy this link',u);}"
+        "setTimeout(()=>{b.textContent='Copy link'},2000);};})();</script>",
+        unsafe_allow_javascript=True)
+
+
+def sidebar() -> tuple[params.Settings, str, str]:
+    with st.sidebar:
+        st.header("Tune")
+        sidebar_seed()
+        sidebar_seed_text()
+        sidebar_sampling()
+        st.divider()
+        model, backend = sidebar_model()
+        st.divider()
+        settings = current_settings()
+        sidebar_share(settings, model)
+    return settings, model, backend
+
+
+# -- the tune ----------------------------------------------------------------------------------
+def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend: str
+               ) -> tuple[Generation, float, bool] | None:
+    """The generation for the settings (cached); streamed into the page when writing it is
+    expected to take long. Returns (generation, seconds, was cached) or None on an error."""
+    args = (model_path(model), backend, settings.prime, settings.length,
+            settings.temperature, settings.seed, settings.top_k)
+    try:
+        # Streaming costs a second pass for the charts' logits: only worth it when the
+        # text would otherwise keep a visitor waiting.
+        if (backend == "numpy" and args not in written()
+                and seconds_per_char(*args[:2]) * settings.length > stream_after_s()):
+            slot = st.empty()
+            text = settings.prime
+            for chunk in sampler.stream(settings.prime, settings.length, settings.temperature,
+                                        settings.seed, settings.top_k, stop_at_end=True):
+                text += chunk
+                slot.code(text + "▌", language=None)
+            slot.empty()
+        t0 = time.perf_counter()
+        if backend == "tf" and args not in written():
+            # The tf sampler imports TensorFlow and traces its loop on first use.
+            with st.spinner("Writing with the TensorFlow sampler (loading TensorFlow the "
+                            "first time: a few seconds)…"):
+                g, seconds = generate(*args)
+        else:
+            g, seconds = generate(*args)
+        cached = time.perf_counter() - t0 < seconds  # a hit costs far less than the run
+        written().add(args)
+    except ImportError as e:
+        st.error(f"The TensorFlow sampler is not available here ({public_message(e)}); choose "
+                 "the CPU sampler.")
+        return None
+    except UnknownCharacters as e:
+        st.error(f"Cannot start from this seed text: {public_message(e)}. Remove or replace "
+                 "them (the model knows plain ASCII and newlines).")
+        return None
+    except ValueError as e:
+        st.error(f"Cannot write a tune with these settings: {public_message(e)}")
+        return None
+    return g, seconds, cached
+
+
+def start_renders(text: str) -> dict[str, Future]:
+    pool = render_pool()
+    return {"check": pool.submit(abctools.check, text),
+            "svg": pool.submit(abctools.to_svg, text),
+            "midi": pool.submit(abctools.to_midi, text),
+            "audio": pool.submit(abctools.to_audio, text, PLAYER_FORMAT)}
+
+
+def result(future: Future):
+    """(value, None) or (None, message) for a render."""
+    try:
+        return future.result(timeout=60), None
+    except abctools.ToolError as e:
+        return None, public_message(e)
+    except Exception as e:  # noqa: BLE001 - a render must never break the page
+        return None, f"{type(e).__name__}: {public_message(e)}"
+
+
+def pick_tune(g: Generation) -> tunes.Tune | None:
+    found = tunes.split_tunes(g.text)
+    return next((t for t in found if t.complete), found[0] if found else None)
+
+
+def abc_html(g: Generation, tune: tunes.Tune | None, problems) -> str:
+    """The text with line numbers; lines abc2midi complains about are marked, with the
+    message on hover and below the line; the seed text is grey."""
+    marks: dict[int, list] = {}
+    for p in problems:
+        if tune is None or p.line is None:
+            continue
+        line = tune.source_line(p.line)
+        if line is not None:
+            marks.setdefault(line, []).append(p)
+    prime_lines = g.prime.count("\n") + 1
+    rows = []
+    lines = g.text.split("\n")
+    while len(lines) > 1 and not lines[-1].strip():
+        lines.pop()  # the blank line that ends a tune is not worth a row
+    for n, line in enumerate(lines, 1):
+        ps = marks.get(n, [])
+        err = any(p.level == "error" for p in ps)
+        bg = "#ffebee" if err else "#fff8e1" if ps else "transparent"
+        sign = "✗" if err else "!" if ps else " "
+        colour = "#c62828" if err else "#ef6c00"
+        title = html.escape(" · ".join(f"{p.level}: {p.message}" for p in ps), quote=True)
+        body = html.escape(line) or " "
+        if n < prime_lines or (n == prime_lines and not g.prime.endswith("\n")):
+            body = f'<span style="color:#9e9e9e" title="seed text">{body}</span>'
+        kind = "error" if err else "warning" if ps else "ok"
+        rows.append(
+            f'<div data-line="{n}" data-status="{kind}" title="{title}" '
+            f'style="background:{bg};white-space:pre-wrap;word-break:break-all">'
+            f'<span style="color:#9e9e9e;user-select:none;display:inline-block;width:2.6em">'
+            f'{n:>3}</span><span style="color:{colour};user-select:none;display:inline-block;'
+            f'width:1.2em">{sign}</span>{body}</div>')
+        for p in ps[:2]:
+            rows.append(f'<div style="color:{colour};font-size:0.8em;padding-left:3.8em">'
+                        f'{html.escape(p.level)}: {html.escape(p.message)}</div>')
+    return ('<div data-testid="abc-text" style="font-family:ui-monospace,monospace;'
+            'font-size:0.85rem;line-height:1.45;max-height:460px;overflow:auto;'
+            'border:1px solid #e0e0e0;border-radius:6px;padding:6px 4px">'
+            + "".join(rows) + "</div>")
+
+
+def verdict(g: Generation, tune: tunes.Tune | None, check, check_error: str | None) -> None:
+    if tune is None:
+        st.error("✗ No tune: the text holds no ABC tune (a tune needs a K: header line and "
+                 "notes). Try a seed text that starts with X:.")
+        return
+    if check_error:
+        st.warning(f"Cannot check this tune: {check_error}")
+    elif check.valid:
+        off = f", {check.bad_bars} off the meter" if check.bad_bars else ""
+        st.success(f"✓ Valid ABC: abc2midi reads it without errors ({check.bars} bars{off}).")
+    else:
+        n = len(check.errors)
+        st.error(f"✗ Invalid ABC: abc2midi found {n} error{'s' if n != 1 else ''} (marked "
+                 "in red in the text).")
+    if not tune.complete:
+        st.warning(f"The tune was cut off at {len(g.generated)} characters before it ended: "
+                   "raise the length for a whole tune.")
+    if tune.added:
+        st.caption("Added for the tools: " + ", ".join(tune.added) + " (the model left "
+                   "them out).")
+
+
+def file_stem(settings: params.Settings) -> str:
+    return f"abcweb-seed{settings.seed}-t{settings.temperature:g}-k{settings.top_k}"
+
+
+def tune_view(settings: params.Settings, model: str, backend: str) -> None:
+    st.session_state.pop("_rendered", None)
+    st.session_state.pop("_text", None)
+    for message in st.session_state.pop("link_messages", []):
+        st.warning(f"From the link: {message}")
+    sampler, model = sampler_or_error(model, backend)
+    if sampler is None:
+        return
+    out = write_tune(sampler, settings, model, backend)
+    if out is None:
+        return
+    g, seconds, cached = out
+    st.session_state._text = g.text  # exactly what was written (st.code trims the end)
+    tune = pick_tune(g)
+    renders = start_renders(tune.text) if tune is not None else {}
+    key = (model_path(model), backend, g.prime, g.generated, g.temperature, g.top_k)
+    built = tune_charts(key, g) if g.generated else None  # overlaps with the renders
+
+    check, check_error = result(renders["check"]) if renders else (None, None)
+    verdict(g, tune, check, check_error)
+    st.caption(f"{len(g.generated)} characters written in {seconds:.2f} s "
+               f"({'cached' if cached else backend})"
+               + (" · stopped at the end of the tune" if g.stopped == "end" else ""))
+
+    left, right = st.columns([5, 6], gap="medium")
+    with left:
+        st.html(abc_html(g, tune, check.problems if check else []))
+        with st.expander("ABC text to copy"):
+            st.code(g.text, language=None)
+    media = right.container()
+
+    # The charts go out first, while fluidsynth is still rendering the audio (the slowest
+    # part of a new tune); then the sheet music and the player fill their place above.
+    if built is None:
+        st.info("The model wrote nothing (length 0): nothing to chart.")
+    else:
+        thinking(g, built)
+    with media:
+        tune_media(g, tune, renders, settings)
+
+
+def tune_media(g: Generation, tune: tunes.Tune | None, renders: dict,
+               settings: params.Settings) -> None:
+    if tune is None:
+        return
+    svg, svg_error = result(renders["svg"])
+    if svg is not None:
+        st.image(svg, width="stretch")
+    else:
+        st.warning(f"No sheet music: {svg_error}")
+    audio, audio_error = result(renders["audio"])
+    if audio is not None:
+        st.audio(audio, format=PLAYER_MIME)
+    else:
+        st.warning(f"No audio: {audio_error}")
+    midi, midi_error = result(renders["midi"])
+    # What reached the page, for tests (AppTest cannot read audio) and for debugging.
+    st.session_state._rendered = {
+        "tune": tune.text, "svg": len(svg or ""), "midi": len(midi or b""),
+        "audio": len(audio or b""), "audio_head": (audio or b"")[:4],
+        "errors": [e for e in (svg_error, audio_error, midi_error) if e]}
+    stem = file_stem(settings)
+    a, b, c, d = st.columns(4)
+    a.download_button("ABC", tune.text.encode(), f"{stem}.abc", "text/vnd.abc",
+                      on_click="ignore", width="stretch", icon=":material/download:")
+    if midi is not None:
+        b.download_button("MIDI", midi, f"{stem}.mid", "audio/midi", on_click="ignore",
+                          width="stretch", icon=":material/download:")
+    else:
+        b.caption(f"No MIDI: {midi_error}")
+    if audio is not None:
+        c.download_button(PLAYER_FORMAT.upper(), audio, f"{stem}.{PLAYER_FORMAT}", PLAYER_MIME,
+                          on_click="ignore", width="stretch", icon=":material/download:")
+        d.download_button("WAV", partial(download_wav, tune.text), f"{stem}.wav", "audio/wav",
+                          on_click="ignore", width="stretch", icon=":material/download:")
+
+
+def download_wav(text: str) -> bytes:
+    """WAV, encoded on click from the cached render (milliseconds)."""
+    return abctools.to_audio(text, "wav")
+
+
+# -- what the model was thinking ------------------------------------------------------------
+def on_pick(chart_key: str) -> None:
+    step = charts.picked_step(st.session_state.get(chart_key), st.session_state._steps)
+    if step is not None:
+        st.session_state.step = step
+
+
+@st.fragment
+def thinking(g: Generation, built: dict) -> None:
+    """Charts of the model's probabilities. A fragment: picking a step redraws only this."""
+    st.subheader("What the model was thinking")
+    n = len(g.generated)
+    st.session_state._steps = n
+    tune_id = (g.prime, g.generated, g.temperature, g.top_k)
+    if st.session_state.get("_step_for") != tune_id or st.session_state.get("step", n) >= n:
+        # A new tune: start at its most surprising character.
+        st.session_state.step = int(np.argmin([s.prob for s in g.steps]))
+        st.session_state._step_for = tune_id
+    # Heights given here: Streamlit's "content" height squeezes charts with titles.
+    st.altair_chart(built["prob"], width="stretch", height=280, key="prob_chart",
+                    on_select=partial(on_pick, "prob_chart"), selection_mode=charts.SELECTION)
+    st.altair_chart(built["entropy"], width="stretch", height=250, key="entropy_chart",
+                    on_select=partial(on_pick, "entropy_chart"),
+                    selection_mode=charts.SELECTION)
+    left, right = st.columns([1, 3], gap="medium")
+    with left:
+        st.number_input("Step", 0, n - 1, key="step",
+                        help="Pick a step by clicking a chart above, or type it here.")
+        step = int(st.session_state.step)
+        s = g.steps[step]
+        st.markdown(f"The model wrote **`{charts.show_char(s.char)}`** with probability "
+                    f"**{s.prob:.3f}**; entropy {s.entropy:.2f} bits.")
+        st.dataframe({"character": [charts.show_char(c) for c, _ in s.top],
+                      "probability": [round(p, 4) for _, p in s.top]},
+                     hide_index=True, width="stretch")
+    with right:
+        st.altair_chart(charts.distribution_chart(g, step), width="stretch", height=340,
+                        key="distribution_chart")
+
+
+def main() -> None:
+    settings, model, backend = sidebar()
+    st.caption("A character-level LSTM writes Irish folk tunes in ABC notation. Move a "
+               "control and it writes a new one.")
+    tune_view(settings, model, backend)
+
+
+if __name__ == "__main__":  # Streamlit runs a page as __main__; tests import its functions
+    main()

@@ -1,0 +1,219 @@
+"""What every view of the page shares: the process-wide cached resources (one model, one
+render pool, bounded caches for every visitor) and the session's settings."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import streamlit as st
+
+from abcweb import abctools, charts, headers, params
+from abcweb.checkpoint import CheckpointError
+from abcweb.corpus import load_bytes, load_music21
+from abcweb.messages import public_message
+from abcweb.sampler import Generation, Sampler, load_sampler
+
+# One script per view; st.navigation runs only the open one (st.tabs ran every tab on every
+# rerun). Paths are relative to streamlit_app.py.
+PAGES = {"generate": "views/generate.py", "train": "views/train.py", "about": "views/about.py"}
+# Settings that outlive a visit to another view: Streamlit forgets a widget's value when a run
+# does not draw it, unless the run writes it back (keep_settings).
+KEPT = ("seed", "prime", "length", "temperature", "top_k", "meter", "key", "model", "device",
+        "train_corpus", "train_recipe", "train_steps", "train_lr")
+SHIPPED = "shipped"
+MAX_SESSION_MODELS = 3  # trained models kept per browser session (each holds a temp folder)
+ANY = "any"
+CPU, GPU = "CPU · NumPy sampler", "GPU · TensorFlow sampler"
+LEARNING_RATES = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2]
+GENERATIONS_CACHED = 64  # tunes kept per process (each with its logits: ~0.2 MB)
+# The player gets the compressed web format (MP3: every browser, Safari too; ~8 KB a second)
+# rather than WAV (~90 KB a second): a shared demo is played over real networks. WAV is a
+# download, encoded from the cached render when its button is pressed.
+PLAYER_FORMAT, PLAYER_MIME = abctools.WEB_FORMAT, abctools.WEB_MIME
+
+
+# Both read on every run (cheap), as when the page was one script run afresh each time: a
+# test or an operator can change them without a restart.
+def shipped_path() -> str | None:
+    """For development and tests only: sample from another checkpoint folder than weights/."""
+    return os.environ.get("ABCWEB_WEIGHTS") or None
+
+
+def stream_after_s() -> float:
+    """Stream the text when writing it is expected to take longer than this many seconds."""
+    return float(os.environ.get("ABCWEB_STREAM_AFTER", "1.5"))
+
+
+# -- process-wide resources (shared read-only by every visitor) -----------------------------
+def model_path(model: str) -> str | None:
+    """The checkpoint folder of a model id (None: weights/). Part of every cache key, so
+    a test that points ABCWEB_WEIGHTS elsewhere never meets another model's cached tunes."""
+    return shipped_path() if model == SHIPPED else model
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def get_sampler(path: str | None, backend: str) -> Sampler:
+    """The shipped model (path None) or a checkpoint folder, loaded once per process."""
+    return load_sampler(path, backend)
+
+
+@st.cache_resource(show_spinner=False, max_entries=GENERATIONS_CACHED)
+def generate(path: str | None, backend: str, prime: str, length: int, temperature: float,
+             seed: int, top_k: int) -> tuple[Generation, float]:
+    t0 = time.perf_counter()
+    g = get_sampler(path, backend).generate(prime, length, temperature, seed, top_k,
+                                            stop_at_end=True)
+    return g, time.perf_counter() - t0
+
+
+@st.cache_resource(show_spinner=False)
+def header_choices() -> headers.HeaderChoices:
+    return headers.from_corpora()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def music21_corpus(name: str):
+    return load_music21(name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def uploaded_corpus(data: bytes, name: str):
+    return load_bytes(data, name or "upload")
+
+
+@st.cache_resource(show_spinner=False)
+def render_pool() -> ThreadPoolExecutor:
+    # The tools are subprocesses: checking, drawing and playing a tune overlap in time.
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="abcweb-render")
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def tune_charts(key: tuple, _g: Generation) -> dict:
+    """Charts depend only on the generation: built once per tune, not on every click."""
+    return {"prob": charts.probability_chart(_g), "entropy": charts.entropy_chart(_g)}
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def seconds_per_char(path: str | None, backend: str) -> float:
+    """How long the model takes per character here (32 characters, timed once)."""
+    t0 = time.perf_counter()
+    get_sampler(path, backend).generate("X", 32, 1.0, 0, 0, stop_at_end=False)
+    return (time.perf_counter() - t0) / 32
+
+
+class Recent:
+    """The last `size` keys seen (a bounded, thread-safe set): which generations are likely
+    still in generate()'s cache, without keeping every visitor's arguments forever."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.keys: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def __contains__(self, key) -> bool:
+        with self.lock:
+            return key in self.keys
+
+    def add(self, key) -> None:
+        with self.lock:
+            self.keys[key] = None
+            self.keys.move_to_end(key)
+            while len(self.keys) > self.size:
+                self.keys.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def written() -> Recent:
+    """Generation arguments recently written (generate() keeps GENERATIONS_CACHED)."""
+    return Recent(GENERATIONS_CACHED)
+
+
+@st.cache_resource(show_spinner=False)
+def favicon():
+    """A green note on white, drawn here. A Material icon makes the browser fetch the favicon
+    from fonts.gstatic.com; an emoji costs 0.4 s of the first page load (Streamlit compiles
+    its emoji table)."""
+    y, x = np.mgrid[0:32, 0:32]
+    img = np.full((32, 32, 3), 255, np.uint8)
+    head = ((x - 12) / 7.0) ** 2 + ((y - 23) / 5.0) ** 2 <= 1  # the note head
+    stem = (x >= 17) & (x <= 19) & (y >= 4) & (y <= 23)
+    flag = (x >= 19) & (x <= 26) & (y >= 4) & (y <= 11) & (x - 19 <= (y - 3))
+    img[head | stem | flag] = (46, 125, 50)
+    from PIL import Image  # Streamlit's own dependency
+
+    return Image.fromarray(img)
+
+
+# -- session state --------------------------------------------------------------------------
+def init_state() -> None:
+    """On a session's first run, take the settings from the link (query parameters)."""
+    if st.session_state.get("_ready"):
+        return
+    settings, messages = params.from_query(st.query_params.to_dict())
+    for name, value in settings.as_dict().items():
+        st.session_state[name] = value
+    meter, key = _header_of(settings.prime)
+    st.session_state.meter = meter
+    st.session_state.key = key
+    st.session_state.model = SHIPPED
+    st.session_state.device = CPU
+    st.session_state.jobs = []
+    st.session_state.link_messages = messages
+    st.session_state._ready = True
+
+
+def keep_settings() -> None:
+    for name in KEPT:
+        if name in st.session_state:
+            st.session_state[name] = st.session_state[name]
+
+
+def _header_of(prime: str) -> tuple[str, str]:
+    choices = header_choices()
+    meters = {m for m, _ in choices.meters}
+    keys = {k for k, _ in choices.keys}
+    meter = key = ANY
+    for line in prime.split("\n"):
+        if line.startswith("M:") and line[2:].strip() in meters:
+            meter = line[2:].strip()
+        if line.startswith("K:") and line[2:].strip() in keys:
+            key = line[2:].strip()
+    return meter, key
+
+
+def current_settings() -> params.Settings:
+    s = st.session_state
+    return params.Settings(int(s.seed), s.prime, int(s.length),
+                           params.round_temperature(float(s.temperature)), int(s.top_k))
+
+
+def session_models() -> dict[str, str]:
+    """Model id -> label: the shipped model and this session's trained models."""
+    out = {SHIPPED: "Shipped model"}
+    for job in st.session_state.get("jobs", []):
+        if job.checkpoint_path is not None:
+            out[str(job.checkpoint_path)] = f"Trained here: {job.name}"
+    return out
+
+
+def sampler_or_error(model: str, backend: str) -> tuple[Sampler | None, str]:
+    """The sampler for a model, and the model it is: a trained model that cannot be loaded
+    falls back to the shipped one, with a warning; None when no model loads."""
+    if model != SHIPPED:
+        try:
+            return get_sampler(model_path(model), backend), model
+        except CheckpointError as e:
+            st.warning(f"This model cannot be loaded: {public_message(e)}. Here is the shipped "
+                       "model's tune instead.")
+            model = SHIPPED
+    try:
+        return get_sampler(model_path(model), backend), model
+    except CheckpointError as e:
+        st.error(f"The shipped model cannot be loaded: {public_message(e)}. Train a model in "
+                 "the Train page to sample from it, or put a checkpoint in weights/.")
+    return None, model
