@@ -39,6 +39,7 @@ class Checkpoint:
     info: dict = field(default_factory=dict)  # corpus, steps, metrics, training time...
     optimizer: dict[str, np.ndarray] | None = None
     path: Path | None = None
+    sha256: str | None = None  # of the weights file it was loaded from (None: built in memory)
 
     @property
     def steps(self) -> int:
@@ -165,4 +166,4 @@ def load(path: str | Path | None = None, optimizer: bool = False) -> Checkpoint:
             raise CheckpointError(f"{folder}: {name} holds NaN or infinite values")
     opt = _load_npz(folder, files["optimizer"]) if optimizer and "optimizer" in files else None
     info = {k: v for k, v in manifest.items() if k not in ("format", "config", "files")}
-    return Checkpoint(cfg, weights, info, opt, folder)
+    return Checkpoint(cfg, weights, info, opt, folder, files["weights"]["sha256"])

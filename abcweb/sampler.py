@@ -345,9 +345,14 @@ class Sampler:
     instance can serve many threads (the NumPy path keeps all state on the stack; the TF path
     serialises calls with a lock)."""
 
-    def __init__(self, ckpt: ckpt_io.Checkpoint, backend: str = "auto", threads: int | None = 1):
+    def __init__(self, ckpt: ckpt_io.Checkpoint, backend: str = "auto", threads: int | None = 1,
+                 workers: bool = True):
         self.ckpt = ckpt
         self.threads = threads  # BLAS threads for the NumPy path; None leaves NumPy's default
+        # The NumPy path runs in sampling worker processes (abcweb.sample_worker) when the
+        # checkpoint is a folder they can load: the loop then never waits for this process's
+        # GIL. In memory, or with workers=False, it runs in the calling thread.
+        self.workers = bool(workers) and ckpt.path is not None and ckpt.sha256 is not None
         self.cfg = ckpt.config
         self.vocab = self.cfg.vocab
         self.info = ckpt.info
@@ -377,23 +382,34 @@ class Sampler:
         for that seed alone."""
         length, temperature, top_k, seeds = check_args(prime, length, temperature, top_k,
                                                        len(self.vocab), seeds, stop_at_end)
+        encode(prime, self.vocab, "seed text")  # names unknown characters, here
+        if self.backend == "numpy" and self.workers:
+            from .sample_worker import pool
+
+            texts, logits = pool().generate(str(self.ckpt.path), self.ckpt.sha256, prime,
+                                            length, temperature, seeds, top_k, stop_at_end)
+        else:
+            tokens, logits = self.generate_arrays(prime, length, temperature, seeds, top_k,
+                                                  stop_at_end)
+            texts = ["".join(self.vocab[t] for t in toks) for toks in tokens]
+        out = []
+        for seed, text, lg in zip(seeds, texts, logits):
+            stopped = "end" if stop_at_end and len(text) < length else "length"
+            out.append(Generation(prime, text, lg, self.vocab, temperature, top_k, seed,
+                                  stopped))
+        return out
+
+    def generate_arrays(self, prime: str, length: int, temperature: float, seeds: list[int],
+                        top_k: int, stop_at_end: bool) -> tuple[list[list[int]], list[np.ndarray]]:
+        """The tokens and logits of each candidate, computed here (arguments checked)."""
+        length, temperature, top_k, seeds = check_args(prime, length, temperature, top_k,
+                                                       len(self.vocab), seeds, stop_at_end)
         ids = encode(prime, self.vocab, "seed text")
         u = np.stack([uniforms(s, length) for s in seeds])
         if self.backend == "tf":
-            tokens, logits = self._tf_backend().generate(ids, u, temperature, top_k, prime,
-                                                         stop_at_end)
-        else:
-            with blas_threads(self.threads):
-                tokens, logits = self._numpy_generate(ids, u, temperature, top_k, prime,
-                                                      stop_at_end)
-        out = []
-        for b, seed in enumerate(seeds):
-            toks = tokens[b]
-            text = "".join(self.vocab[t] for t in toks)
-            stopped = "end" if stop_at_end and len(toks) < length else "length"
-            out.append(Generation(prime, text, logits[b][: len(toks)], self.vocab, temperature,
-                                  top_k, seed, stopped))
-        return out
+            return self._tf_backend().generate(ids, u, temperature, top_k, prime, stop_at_end)
+        with blas_threads(self.threads):
+            return self._numpy_generate(ids, u, temperature, top_k, prime, stop_at_end)
 
     def stream(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
                seed: int = 0, top_k: int = 0, stop_at_end: bool = True, every: int = 25
@@ -512,15 +528,19 @@ def _tf_sees_gpu() -> bool:
         return False
 
 
-_SHIPPED: dict[str, Sampler] = {}
+_SHIPPED: dict[tuple[str, bool], Sampler] = {}
 _SHIPPED_LOCK = threading.Lock()
 
 
-def load_sampler(path: str | Path | None = None, backend: str = "auto") -> Sampler:
-    """A Sampler for a checkpoint folder; None means the shipped weights (loaded once)."""
+def load_sampler(path: str | Path | None = None, backend: str = "auto",
+                 workers: bool = True) -> Sampler:
+    """A Sampler for a checkpoint folder; None means the shipped weights (loaded once).
+    workers=False samples in the calling thread (a one-shot command line has no other
+    threads to share the GIL with, and is spared starting a worker)."""
     if path is None:
         with _SHIPPED_LOCK:
-            if backend not in _SHIPPED:
-                _SHIPPED[backend] = Sampler(ckpt_io.load(None), backend)
-            return _SHIPPED[backend]
-    return Sampler(ckpt_io.load(path), backend)
+            if (backend, workers) not in _SHIPPED:
+                _SHIPPED[backend, workers] = Sampler(ckpt_io.load(None), backend,
+                                                     workers=workers)
+            return _SHIPPED[backend, workers]
+    return Sampler(ckpt_io.load(path), backend, workers=workers)

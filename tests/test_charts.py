@@ -1,5 +1,9 @@
 """Altair charts of a generation: data, colours by kind, the click selection."""
 
+import json
+import re
+
+import altair as alt
 import numpy as np
 import pytest
 
@@ -13,6 +17,11 @@ def make_generation(generated="ABc|d2 e:|\n", prime="X:1\nK:G\n", temperature=1.
     rng = np.random.default_rng(seed)
     logits = rng.standard_normal((len(generated), len(ALPHABET))).astype(np.float32) * 3
     return Generation(prime, generated, logits, ALPHABET, temperature, top_k, 0, "length")
+
+
+@pytest.fixture(scope="module")
+def s():
+    return load_sampler()
 
 
 def spec_values(spec: dict) -> list[dict]:
@@ -160,3 +169,33 @@ def test_charts_from_a_real_sampler(one_layer_dir):
     assert len(spec_values(charts.probability_chart(g).to_dict())) == 120
     charts.entropy_chart(g).to_dict()
     charts.distribution_chart(g, 119).to_dict()
+
+
+def _comparable(spec: dict) -> tuple[str, list]:
+    """A spec as JSON with its dataset and Altair's generated view names made neutral."""
+    spec = json.loads(json.dumps(spec))
+    data = spec.pop("datasets")[spec["data"].pop("name")]
+    text = re.sub(r"view_[0-9a-f]+_\d+", "view", json.dumps(spec, sort_keys=True))
+    return text, data
+
+
+@pytest.mark.parametrize("seed, temperature, top_k", [(0, 1.0, 0), (3, 0.5, 5), (8, 1.6, 0)])
+def test_filled_specs_equal_altairs_own(s, seed, temperature, top_k):
+    """The page draws specs filled from templates; they must be what Altair itself makes."""
+    g = s.generate("X:", 300, temperature, seed, top_k)
+    step = len(g.generated) // 2
+    pairs = [(charts.probability_chart(g), charts.probability_spec(g)),
+             (charts.entropy_chart(g), charts.entropy_spec(g)),
+             (charts.distribution_chart(g, step), charts.distribution_spec(g, step))]
+    with alt.theme.enable("none"):
+        for chart, spec in pairs:
+            assert _comparable(spec) == _comparable(chart.to_dict())
+
+
+def test_a_filled_spec_leaves_its_template_unchanged(s):
+    a, b = s.generate("X:", 200, 1.0, 1), s.generate("X:", 120, 0.7, 2)
+    first = json.dumps(charts.probability_spec(a))
+    spec_b = charts.probability_spec(b)
+    spec_b["datasets"].clear()
+    spec_b["title"]["subtitle"] = "changed"
+    assert json.dumps(charts.probability_spec(a)) == first

@@ -40,7 +40,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from abcweb import abctools, checkpoint, cli, corpus, tunes
+from abcweb import abctools, checkpoint, cli, corpus, tooling, tunes
 from abcweb.model import preset
 from abcweb.sampler import MAX_LENGTH, MAX_PRIME, Generation, load_sampler
 
@@ -109,9 +109,11 @@ def test_no_shell_and_no_code_from_data(path):
 SUBPROCESS = {"subprocess.run", "subprocess.call", "subprocess.check_call",
               "subprocess.check_output", "subprocess.Popen"}
 # Popen without a timeout argument is allowed only where the caller enforces a deadline itself
-# (abctools._run kills the tool's process group at its timeout; tested below and in
-# test_abctools; a training worker is killed KILL_GRACE_S past its job's max_seconds).
-POPEN_WITH_OWN_DEADLINE = {("abctools.py", "_run"), ("training_job.py", "_train_in_worker")}
+# (tooling.run_tool kills the tool's process group at its timeout; tested below and in
+# test_abctools; a training worker is killed KILL_GRACE_S past its job's max_seconds; a
+# sampling worker is killed when a request outlives REQUEST_TIMEOUT_S).
+POPEN_WITH_OWN_DEADLINE = {("tooling.py", "run_tool"), ("training_job.py", "_train_in_worker"),
+                           ("sample_worker.py", "__init__")}
 
 
 def test_every_subprocess_takes_an_argument_list_and_a_timeout():
@@ -446,7 +448,7 @@ def test_splitter_maps_every_tune_back_to_its_source(text):
 @example("[I:abc-include x][I:abc-include y]%%EPS /etc/passwd\r\x00I:x\r\n")
 def test_renderer_front_end_never_passes_includes_or_control_characters(text):
     try:
-        prepared, offset = abctools._prepare(text)
+        prepared, offset = tooling.prepare(text)
     except abctools.ToolError as e:
         assert "too long" in str(e)
         return
@@ -462,10 +464,10 @@ def test_renderer_front_end_never_passes_includes_or_control_characters(text):
 
 def test_renderer_front_end_refuses_huge_and_non_text_input():
     with pytest.raises(abctools.ToolError, match="too long"):
-        abctools._prepare("X:1\nK:C\n" + "C" * abctools.MAX_ABC_CHARS)
+        tooling.prepare("X:1\nK:C\n" + "C" * abctools.MAX_ABC_CHARS)
     for bad in (b"X:1\nK:C\nC|", None, 42):
         with pytest.raises(abctools.ToolError, match="must be text"):
-            abctools._prepare(bad)
+            tooling.prepare(bad)
 
 
 class Tags(HTMLParser):

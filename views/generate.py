@@ -388,11 +388,14 @@ def thinking(g: Generation, built: dict) -> None:
         st.session_state.step = int(np.argmin([s.prob for s in g.steps]))
         st.session_state._step_for = tune_id
     # Heights given here: Streamlit's "content" height squeezes charts with titles.
-    st.altair_chart(built["prob"], width="stretch", height=280, key="prob_chart",
-                    on_select=partial(on_pick, "prob_chart"), selection_mode=charts.SELECTION)
-    st.altair_chart(built["entropy"], width="stretch", height=250, key="entropy_chart",
-                    on_select=partial(on_pick, "entropy_chart"),
-                    selection_mode=charts.SELECTION)
+    # Specs Altair made once, filled with this tune (abcweb.charts): Altair's own to_dict()
+    # per chart cost more than the rest of a new tune's page.
+    st.vega_lite_chart(built["prob"], width="stretch", height=280, key="prob_chart",
+                       on_select=partial(on_pick, "prob_chart"),
+                       selection_mode=charts.SELECTION)
+    st.vega_lite_chart(built["entropy"], width="stretch", height=250, key="entropy_chart",
+                       on_select=partial(on_pick, "entropy_chart"),
+                       selection_mode=charts.SELECTION)
     left, right = st.columns([1, 3], gap="medium")
     with left:
         st.number_input("Step", 0, n - 1, key="step",
@@ -405,8 +408,8 @@ def thinking(g: Generation, built: dict) -> None:
                       "probability": [round(p, 4) for _, p in s.top]},
                      hide_index=True, width="stretch")
     with right:
-        st.altair_chart(charts.distribution_chart(g, step), width="stretch", height=340,
-                        key="distribution_chart")
+        st.vega_lite_chart(charts.distribution_spec(g, step), width="stretch", height=340,
+                           key="distribution_chart")
 
 
 def main() -> None:

@@ -95,7 +95,9 @@ def render_pool() -> ThreadPoolExecutor:
 @st.cache_resource(show_spinner=False, max_entries=32)
 def tune_charts(key: tuple, _g: Generation) -> dict:
     """Charts depend only on the generation: built once per tune, not on every click."""
-    return {"prob": charts.probability_chart(_g), "entropy": charts.entropy_chart(_g)}
+    columns = charts.steps_columns(_g)
+    return {"prob": charts.probability_spec(_g, columns),
+            "entropy": charts.entropy_spec(_g, columns)}
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)

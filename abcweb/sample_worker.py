@@ -1,0 +1,271 @@
+"""Sampling in worker processes, so a busy page server never slows a tune down.
+
+A Streamlit server runs every visitor's script as a thread of one process. The NumPy sampler
+calls into NumPy several times per character and gives up the GIL at each call; with other
+threads running Python it then waits up to a switch interval (5 ms) to get it back, and 600
+characters took 21.9 s instead of 0.06 s next to four busy threads. Here the loop runs in a
+process of its own: the calling thread sends one request down a pipe and sleeps in a read,
+with the GIL released, until the tokens and logits come back. The worker runs the very same
+`Sampler` code on the same weights, so the text is the same, character for character.
+
+    python -m abcweb.sample_worker        # one worker: requests on stdin, replies on stdout
+
+Framing, both ways: an 8-byte little-endian length, then that many bytes. A request is JSON
+(checkpoint folder, the weights' SHA-256, the sampling arguments). A reply is a JSON header
+(the texts, the logits' shapes, or an error), then the logits as raw float32. The reply goes
+out in one write into a pipe made big enough to hold it, so the server's thread reads it in
+one go: each read is a GIL hand-over, and on a busy server each costs up to 5 ms.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import os
+import queue
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+WORKERS = max(1, min(2, os.cpu_count() or 1))  # one generation at a time per core at most
+REQUEST_TIMEOUT_S = 60.0  # a generation is well under a second; a worker this slow is stuck
+MAX_MODELS = 4  # checkpoints each worker keeps loaded (the shipped one plus trained ones)
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_HEADER = struct.Struct("<Q")
+_PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged pipe: a 2,700-step reply
+_F_SETPIPE_SZ = 1031
+
+
+class WorkerError(RuntimeError):
+    """A worker could not answer (it died, hung, or could not load the model)."""
+
+
+class WorkerDied(WorkerError):
+    """The worker's process had ended (killed, say): the request goes to a new one, once."""
+
+
+# -- framing --------------------------------------------------------------------------------
+def _write(stream, data: bytes) -> None:
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read_frame(fd: int, deadline: float | None = None) -> bytes:
+    """One frame; few reads: the whole reply is usually in the pipe already."""
+    buf = bytearray()
+    need = _HEADER.size
+    while len(buf) < need:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise WorkerError("the sampling worker did not answer in time")
+        chunk = os.read(fd, max(need - len(buf), 1 << 16))
+        if not chunk:
+            raise WorkerDied("the sampling worker ended unexpectedly")
+        buf += chunk
+        if need == _HEADER.size and len(buf) >= need:
+            need += _HEADER.unpack_from(buf)[0]
+    if len(buf) > need:
+        raise WorkerError("the sampling worker sent more than one reply")
+    return bytes(buf[_HEADER.size:])
+
+
+def _reply(header: dict, arrays: list[np.ndarray] = ()) -> bytes:
+    head = json.dumps(header).encode()
+    return (_HEADER.pack(len(head)) + head
+            + b"".join(np.ascontiguousarray(a, np.float32).tobytes() for a in arrays))
+
+
+def _parse_reply(frame: bytes) -> tuple[dict, list[np.ndarray]]:
+    (n,) = _HEADER.unpack_from(frame)
+    header = json.loads(frame[_HEADER.size: _HEADER.size + n])
+    arrays, at = [], _HEADER.size + n
+    for shape in header.get("shapes", []):
+        size = int(np.prod(shape)) * 4
+        arrays.append(np.frombuffer(frame, np.float32, size // 4, at).reshape(shape))
+        at += size
+    return header, arrays
+
+
+# -- the worker process ---------------------------------------------------------------------
+def serve(fd_in: int, out) -> None:
+    from collections import OrderedDict
+
+    from . import checkpoint as ckpt_io
+    from .sampler import Sampler
+
+    models: OrderedDict[tuple[str, str], Sampler] = OrderedDict()
+
+    def sampler(path: str, sha: str) -> Sampler:
+        key = (path, sha)
+        if key not in models:
+            ckpt = ckpt_io.load(path)
+            if ckpt.sha256 != sha:
+                raise WorkerError("the checkpoint changed on disk since it was loaded")
+            models[key] = Sampler(ckpt, "numpy", workers=0)
+            while len(models) > MAX_MODELS:
+                models.popitem(last=False)
+        models.move_to_end(key)
+        return models[key]
+
+    while True:
+        try:
+            req = json.loads(_read_frame(fd_in))
+        except WorkerError:  # stdin closed: the server is gone or done with us
+            return
+        try:
+            s = sampler(req["path"], req["sha"])
+            tokens, logits = s.generate_arrays(req["prime"], req["length"], req["temperature"],
+                                               req["seeds"], req["top_k"], req["stop_at_end"])
+            texts = ["".join(s.vocab[t] for t in toks) for toks in tokens]
+            frame = _reply({"ok": True, "texts": texts, "shapes": [a.shape for a in logits]},
+                           logits)
+        except Exception as e:  # noqa: BLE001 - the caller raises it in the server
+            frame = _reply({"ok": False, "type": type(e).__name__, "error": str(e)})
+        _write(out, frame)
+
+
+def main() -> int:
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print must not corrupt the replies
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we end
+    serve(sys.stdin.fileno(), out)
+    return 0
+
+
+# -- the server's side ----------------------------------------------------------------------
+class _Worker:
+    def __init__(self):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [PACKAGE_ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+        self.proc = subprocess.Popen([sys.executable, "-m", "abcweb.sample_worker"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                     start_new_session=True)
+        try:
+            fcntl.fcntl(self.proc.stdout.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+        except OSError:  # a smaller pipe only means more reads
+            pass
+
+    def ask(self, request: dict, timeout: float) -> tuple[dict, list[np.ndarray]]:
+        deadline = time.monotonic() + timeout
+        try:
+            _write(self.proc.stdin, json.dumps(request).encode())
+        except (OSError, ValueError):
+            raise WorkerDied("the sampling worker ended unexpectedly") from None
+        return _parse_reply(_read_frame(self.proc.stdout.fileno(), deadline))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()  # end of input: the worker returns
+                self.proc.wait(2)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class Pool:
+    """WORKERS processes, started on first use; a request takes an idle one or waits."""
+
+    def __init__(self, size: int = WORKERS):
+        self.size = size
+        self.idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self.started = 0
+        self.lock = threading.Lock()
+        self.all: list[_Worker] = []
+
+    def _take(self) -> _Worker:
+        while True:
+            w = self._take_any()
+            if w.alive():
+                return w
+            self._give_back(w)  # ended while idle: its place goes to a new one
+
+    def _take_any(self) -> _Worker:
+        with self.lock:
+            if self.idle.empty() and self.started < self.size:
+                self.started += 1
+                w = _Worker()
+                self.all.append(w)
+                return w
+        return self.idle.get()
+
+    def _give_back(self, w: _Worker) -> None:
+        if w.alive():
+            self.idle.put(w)
+            return
+        with self.lock:  # a dead worker's place goes to a new one, started when needed
+            self.started -= 1
+            self.all.remove(w)
+        w.close()
+
+    def generate(self, path: str, sha: str, prime: str, length: int, temperature: float,
+                 seeds: list[int], top_k: int, stop_at_end: bool,
+                 timeout: float = REQUEST_TIMEOUT_S) -> tuple[list[str], list[np.ndarray]]:
+        """The generated text and the logits of each candidate."""
+        request = {"path": path, "sha": sha, "prime": prime, "length": length,
+                   "temperature": temperature, "seeds": seeds, "top_k": top_k,
+                   "stop_at_end": stop_at_end}
+        for attempt in range(2):
+            w = self._take()
+            try:
+                reply, logits = w.ask(request, timeout)
+                break
+            except WorkerDied:
+                if attempt:  # a new worker died too: something is wrong with this request
+                    raise
+            except WorkerError:
+                w.proc.kill()  # hung: replaced on the next request
+                w.proc.wait()
+                raise
+            finally:
+                self._give_back(w)
+        if not reply["ok"]:
+            if reply["type"] in ("ValueError", "UnknownCharacters", "CheckpointError"):
+                raise ValueError(reply["error"])
+            raise WorkerError(f"{reply['type']}: {reply['error']}")
+        return reply["texts"], logits
+
+    def close(self) -> None:
+        with self.lock:
+            workers, self.all = self.all, []
+            self.started = 0
+        for w in workers:
+            w.close()
+
+    def pids(self) -> list[int]:
+        with self.lock:
+            return [w.proc.pid for w in self.all if w.alive()]
+
+
+_POOL: Pool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def pool() -> Pool:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = Pool()
+            atexit.register(_POOL.close)
+        return _POOL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
