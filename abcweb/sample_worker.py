@@ -24,7 +24,6 @@ import fcntl
 import json
 import os
 import queue
-import select
 import signal
 import struct
 import subprocess
@@ -37,6 +36,7 @@ import numpy as np
 
 WORKERS = max(1, min(2, os.cpu_count() or 1))  # one generation at a time per core at most
 REQUEST_TIMEOUT_S = 60.0  # a generation is well under a second; a worker this slow is stuck
+WATCH_EVERY_S = 0.2  # how often the watchdog looks for late requests
 MAX_MODELS = 4  # checkpoints each worker keeps loaded (the shipped one plus trained ones)
 PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 _HEADER = struct.Struct("<Q")
@@ -58,16 +58,13 @@ def _write(stream, data: bytes) -> None:
     stream.flush()
 
 
-def _read_frame(fd: int, deadline: float | None = None) -> bytes:
-    """One frame; few reads: the whole reply is usually in the pipe already."""
+def _read_frame(fd: int) -> bytes:
+    """One frame, in as few reads as it takes: the whole reply is usually in the pipe
+    already, and then one read (one GIL hand-over) takes it."""
     buf = bytearray()
     need = _HEADER.size
     while len(buf) < need:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                raise WorkerError("the sampling worker did not answer in time")
-        chunk = os.read(fd, max(need - len(buf), 1 << 16))
+        chunk = os.read(fd, max(need - len(buf), _PIPE_BYTES))
         if not chunk:
             raise WorkerDied("the sampling worker ended unexpectedly")
         buf += chunk
@@ -153,14 +150,33 @@ class _Worker:
             fcntl.fcntl(self.proc.stdout.fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
         except OSError:  # a smaller pipe only means more reads
             pass
+        self.deadline: float | None = None
+        self.timed_out = False
 
     def ask(self, request: dict, timeout: float) -> tuple[dict, list[np.ndarray]]:
-        deadline = time.monotonic() + timeout
+        data = json.dumps(request).encode()
+        self.timed_out = False
+        self.deadline = time.monotonic() + timeout  # the pool's watchdog kills us past it
         try:
-            _write(self.proc.stdin, json.dumps(request).encode())
-        except (OSError, ValueError):
+            # No select() and no buffered file: a blocking write and a blocking read are the
+            # only two GIL hand-overs of a request.
+            os.write(self.proc.stdin.fileno(), _HEADER.pack(len(data)) + data)
+            return _parse_reply(_read_frame(self.proc.stdout.fileno()))
+        except OSError:
             raise WorkerDied("the sampling worker ended unexpectedly") from None
-        return _parse_reply(_read_frame(self.proc.stdout.fileno(), deadline))
+        except WorkerDied:
+            if self.timed_out:
+                raise WorkerError("the sampling worker did not answer in time") from None
+            raise
+        finally:
+            self.deadline = None
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.proc.wait()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -189,6 +205,7 @@ class Pool:
         self.started = 0
         self.lock = threading.Lock()
         self.all: list[_Worker] = []
+        self.watchdog: threading.Thread | None = None
 
     def _take(self) -> _Worker:
         while True:
@@ -203,8 +220,26 @@ class Pool:
                 self.started += 1
                 w = _Worker()
                 self.all.append(w)
+                if self.watchdog is None:
+                    self.watchdog = threading.Thread(target=self._watch, daemon=True,
+                                                     name="abcweb-sample-watchdog")
+                    self.watchdog.start()
                 return w
         return self.idle.get()
+
+    def _watch(self) -> None:
+        """Kill a worker whose request outlives its deadline: its reader then wakes."""
+        while True:
+            time.sleep(WATCH_EVERY_S)
+            now = time.monotonic()
+            with self.lock:
+                late = [w for w in self.all if w.deadline is not None and now > w.deadline]
+            for w in late:
+                w.timed_out = True
+                try:
+                    os.killpg(w.proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
     def _give_back(self, w: _Worker) -> None:
         if w.alive():
@@ -231,8 +266,7 @@ class Pool:
                 if attempt:  # a new worker died too: something is wrong with this request
                     raise
             except WorkerError:
-                w.proc.kill()  # hung: replaced on the next request
-                w.proc.wait()
+                w.kill()  # hung or confused: replaced on the next request
                 raise
             finally:
                 self._give_back(w)
