@@ -55,11 +55,12 @@ def tune_of(notes: str, bars: int = 4, header: str = "") -> str:
     )
 
 
-# 16 bars of a reel, no repeats: about 32 s at abc2midi's default tempo.
+# 16 bars of a reel, no repeats: about 32 s at a quarter note of 120.
 REEL_30S = """X:1
 T:Thirty seconds
 M:C|
 L:1/8
+Q:1/4=120
 K:G
 GF|DGGB d2GB|d2GF Gc (3AGF|DGGB d2GB|dBcA F2GF|DGGB d2GF|DGGF G2Ge|fgaf gbag|fdcA G2GA|
 B2BG c2cA|d2GF G2GA|B2BG c2cA|d2DE F2GA|B2BG c2cA|d^cde f2 (3def|g2gf gbag|fdcA G2|]
@@ -506,3 +507,19 @@ def test_arbitrary_tunes_render_or_give_tool_errors(text):
         assert to_audio(text, "wav", timeout=10)[:4] == b"RIFF"
     except ToolError:
         pass
+
+
+@audio
+def test_a_tune_without_a_tempo_plays_at_a_session_tempo_for_its_meter():
+    jig = "X:1\nT:j\nM:6/8\nL:1/8\nK:D\n" + "|DFA dAF" * 8 + "|\n"
+    reel = "X:1\nT:r\nM:C|\nL:1/8\nK:D\n" + "|DEFG ABcd" * 8 + "|\n"
+
+    def seconds(text):
+        frames, rate = wav_samples(to_audio(text, "wav"))
+        return len(frames) / rate
+
+    # 8 bars of 6/8 at a dotted quarter of 112: 8.6 s; 8 bars of cut time at a half of 96: 10 s.
+    assert 8.0 < seconds(jig) < 10.0
+    assert 9.5 < seconds(reel) < 11.5
+    # A tempo the tune gives is kept: 8 bars of 4 quarters at 120 are 16 s.
+    assert 15.5 < seconds(reel.replace("K:D", "Q:1/4=120\nK:D")) < 17.5
