@@ -111,3 +111,30 @@ def test_evaluate_prints_the_figures(irish_path):
     assert r["real_heldout"]["tunes"] == 80 and r["real_heldout"]["valid_share"] > 0.85
     assert r["notebook_style"]["tunes"] == 10
     assert_clean_error(cli("evaluate", "--irish", "/no/such/irish.abc"), "cannot read")
+
+
+@pytest.mark.slow
+def test_training_keeps_tensorflows_start_up_lines_quiet_unless_verbose(tmp_path):
+    """Run as a user would, with no TF_CPP_MIN_LOG_LEVEL of their own: our lines only."""
+    import os
+
+    from conftest import jigs
+
+    (tmp_path / "jigs.abc").write_text(jigs(30))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "ABSL_"))}
+    noise = ("oneDNN", "cpu_feature_guard", "absl::InitializeLog", "rebuild TensorFlow")
+
+    def train(*flags):
+        out = tmp_path / f"run{len(flags)}"
+        return subprocess.run(
+            [sys.executable, "-m", "abcweb", *flags, "train", "--preset", "tiny", "--corpus",
+             str(tmp_path / "jigs.abc"), "--steps", "2", "--batch", "4", "--out", str(out)],
+            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+
+    quiet = train()
+    assert quiet.returncode == 0, quiet.stderr
+    assert "saved" in quiet.stderr
+    assert not any(n in quiet.stderr + quiet.stdout for n in noise), quiet.stderr
+    loud = train("--verbose")
+    assert loud.returncode == 0, loud.stderr
+    assert any(n in loud.stderr for n in noise), loud.stderr
