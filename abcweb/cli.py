@@ -133,7 +133,9 @@ def add_evaluate(sub) -> None:
     p.add_argument("--irish", default=os.environ.get("ABCWEB_IRISH", "../shared/data/irish.abc"),
                    help="path to irish.abc (its held-out tunes are scored)")
     p.add_argument("--weights", help="checkpoint folder (default: the shipped weights)")
-    p.add_argument("--samples", type=_number(int, "samples", 1, 10000), default=40)
+    p.add_argument("--samples", type=_number(int, "samples", 1, 10000), default=200,
+                   help="generated tunes (seeds 0..N-1) for the valid share and the musical "
+                        "yardsticks (default 200)")
     p.add_argument("--length", type=_number(int, "length", 1, 5000), default=800)
     p.add_argument("--temperature", type=_number(float, "temperature", 0, 100), default=1.0)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -8,6 +8,10 @@ rejection sampling, no retries.
   the first complete tune of each checked with `abc2midi -c` (a tune that never completes
   counts as a failure); the same check on the real held-out tunes beside it;
 - bars whose duration matches the meter, generated versus real;
+- the musical yardsticks (abcweb.yardsticks) of the same generated tunes beside irish.abc's
+  held-out tunes: valid, bars that fit the meter, ending on the tonic, parts of 8 or 16 bars,
+  out-of-key notes, and Jensen-Shannon distances of scale-degree and interval histograms
+  (generated against real, and real halves against each other), with 95% intervals;
 - the sampler's speed: 600 characters, median of several runs.
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from . import abctools, corpus, tunes
+from . import abctools, corpus, tunes, yardsticks
 from .sampler import Sampler, load_sampler
 
 
@@ -68,7 +72,7 @@ def notebook_style(s: Sampler, heldout: list[str], n: int = 10) -> dict:
             "valid_share": valid / max(len(primes), 1)}
 
 
-def evaluate(weights: str | None, irish_path: str, samples: int = 40, length: int = 800,
+def evaluate(weights: str | None, irish_path: str, samples: int = 200, length: int = 800,
              temperature: float = 1.0) -> dict:
     s = load_sampler(weights, backend="numpy")
     irish = corpus.load_irish(irish_path)
@@ -95,6 +99,11 @@ def evaluate(weights: str | None, irish_path: str, samples: int = 40, length: in
     report["generated"]["settings"] = {"samples": samples, "temperature": temperature,
                                        "length": length, "prime": "X:", "seeds": f"0..{samples-1}"}
     report["real_heldout"] = check_tunes(list(irish.heldout.tunes))
+    music_gen = yardsticks.measure([t.text if t else None for t in firsts])
+    music_real = yardsticks.measure(list(irish.heldout.tunes))
+    report["music"] = {"generated": yardsticks.public(music_gen),
+                       "real_heldout": yardsticks.public(music_real),
+                       "distances": yardsticks.compare(music_gen, music_real)}
     report["notebook_style"] = notebook_style(s, irish.heldout.tunes)
     report["sample_600_seconds"] = sampler_speed(s)
     report["evaluate_seconds"] = time.perf_counter() - t0
@@ -123,4 +132,28 @@ def format_report(r: dict) -> str:
         f"600 chars          {r['sample_600_seconds'] * 1000:.0f} ms (median of 7, NumPy "
         "sampler, batch 1; target < 300 ms)",
     ]
+    if "music" in r:
+        lines += ["", music_table(r["music"])]
     return "\n".join(lines)
+
+
+def music_table(m: dict) -> str:
+    """The yardsticks as a Markdown table: generated beside real, with 95% intervals."""
+    names = [("valid", "valid (abc2midi -c)"), ("bars_fit_meter", "bars that fit the meter"),
+             ("ends_on_tonic", "ends on the tonic of its K:"),
+             ("parts_8_or_16_bars", "parts of 8 or 16 bars"),
+             ("out_of_key_notes", "out-of-key notes")]
+
+    def cell(x: dict) -> str:
+        lo, hi = x["ci95"]
+        return f"{x['share']:.1%} ({x['count']}/{x['of']}; {lo:.1%}-{hi:.1%})"
+
+    g, real, d = m["generated"], m["real_heldout"], m["distances"]
+    rows = ["| yardstick | generated | irish.abc held-out |", "|---|---|---|"]
+    rows += [f"| {label} | {cell(g[k])} | {cell(real[k])} |" for k, label in names]
+    for key, label in (("scale_degrees", "scale-degree histogram"),
+                       ("intervals", "interval histogram")):
+        halves = d[f"real_halves_{key}_js"]
+        rows.append(f"| {label}: JS distance to real | {d[f'{key}_js']:.3f} | real halves: "
+                    f"{halves['mean']:.3f} mean, {halves['max']:.3f} max of 20 splits |")
+    return "\n".join(rows)
