@@ -242,12 +242,14 @@ class Pool:
                     pass
 
     def _give_back(self, w: _Worker) -> None:
-        if w.alive():
-            self.idle.put(w)
-            return
-        with self.lock:  # a dead worker's place goes to a new one, started when needed
-            self.started -= 1
-            self.all.remove(w)
+        with self.lock:
+            ours = w in self.all  # not once close() has let it go
+            if ours and w.alive():
+                self.idle.put(w)
+                return
+            if ours:  # a dead worker's place goes to a new one, started when needed
+                self.started -= 1
+                self.all.remove(w)
         w.close()
 
     def generate(self, path: str, sha: str, prime: str, length: int, temperature: float,
@@ -277,9 +279,12 @@ class Pool:
         return reply["texts"], logits
 
     def close(self) -> None:
+        """End every worker; the next request starts new ones."""
         with self.lock:
             workers, self.all = self.all, []
             self.started = 0
+            while not self.idle.empty():
+                self.idle.get_nowait()
         for w in workers:
             w.close()
 

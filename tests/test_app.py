@@ -215,6 +215,23 @@ def test_slow_generation_is_streamed_into_the_page(model_dir, monkeypatch):
     assert len(chunks) >= 2 and s.prime + "".join(chunks) == text
 
 
+def test_a_fast_model_is_not_streamed_even_on_a_fresh_server(model_dir, monkeypatch):
+    """The first timing of a model used to include starting its sampling worker (0.4-0.6 s
+    for 32 characters), so a fresh server streamed every tune, in its own GIL, for good."""
+    from abcweb import sample_worker
+    from views import shared
+
+    sample_worker.pool().close()  # as on a fresh server: no worker holds the model yet
+    shared.seconds_per_char.clear()
+    streamed = []
+    monkeypatch.setattr(Sampler, "stream", lambda *a, **k: streamed.append(a) or iter(()))
+    s = params.Settings(seed=607, length=600)
+    at = run_app(params.to_query(s))
+    assert tune_of(at) == expected_text(model_dir, s)
+    assert streamed == []
+    assert shared.seconds_per_char(shared.model_path("shipped"), "numpy") * 600 < 1.5
+
+
 # -- errors ---------------------------------------------------------------------------------
 def test_unknown_characters_in_the_seed_text(model_dir):
     at = run_app()
