@@ -256,14 +256,16 @@ def picked_step(selection, n: int) -> int | None:
     return step if 0 <= step < n else None
 
 
-def loss_chart(history: list[dict], height: int = 260) -> alt.Chart:
-    """Training and validation loss (bits per character) against the step."""
+def loss_rows(history: list[dict]) -> list[dict]:
     rows = []
     for m in history:
         rows.append({"step": m["step"], "bpc": m["train_bpc"], "curve": "train"})
         if m.get("val_bpc") is not None:
             rows.append({"step": m["step"], "bpc": m["val_bpc"], "curve": "validation"})
-    data = pd.DataFrame(rows, columns=["step", "bpc", "curve"])
+    return rows
+
+
+def _loss(data, height: int = 260) -> alt.LayerChart:
     curves = ["train", "validation"]
     colour = alt.Color("curve:N", title=None, scale=alt.Scale(domain=curves,
                                                               range=["#90caf9", "#d84315"]),
@@ -279,6 +281,11 @@ def loss_chart(history: list[dict], height: int = 260) -> alt.Chart:
                                          alt.Tooltip("bpc:Q", format=".3f", title="val bpc")])
     return alt.layer(train, val).properties(height=height, title=alt.Title(
         "Loss", subtitle="bits per character (lower is better)"))
+
+
+def loss_chart(history: list[dict], height: int = 260) -> alt.LayerChart:
+    """Training and validation loss (bits per character) against the step."""
+    return _loss(pd.DataFrame(loss_rows(history), columns=["step", "bpc", "curve"]), height)
 
 
 # -- specs from templates: what the page draws ----------------------------------------------
@@ -347,6 +354,8 @@ def _template(name: str) -> _Template:
                     _probability, _EXAMPLE_STEPS, {"subtitle": "s", "last_step": 1}),
                 "entropy": lambda: _Template(
                     _entropy, _EXAMPLE_STEPS, {"top": 1.0, "last_step": 1}),
+                "loss": lambda: _Template(
+                    _loss, [{"step": 1, "bpc": 2.0, "curve": "train"}], {}),
                 "distribution": lambda: _Template(
                     _distribution, _EXAMPLE_BARS, {"order": ["A", "B"],
                                                    "temps": ["T=1 (x)", "T=1"],
@@ -371,3 +380,8 @@ def entropy_spec(g: Generation, columns: dict[str, list] | None = None) -> dict:
 def distribution_spec(g: Generation, step: int) -> dict:
     rows = distribution_rows(g, step)
     return _template("distribution").fill(rows, **_distribution_slots(g, step, rows))
+
+
+def loss_spec(history: list[dict]) -> dict:
+    """loss_chart(history) as a spec: the Train page redraws it every second while training."""
+    return _template("loss").fill(loss_rows(history))

@@ -199,3 +199,11 @@ def test_a_filled_spec_leaves_its_template_unchanged(s):
     spec_b["datasets"].clear()
     spec_b["title"]["subtitle"] = "changed"
     assert json.dumps(charts.probability_spec(a)) == first
+
+
+def test_the_loss_spec_equals_altairs_own():
+    history = [{"step": i, "train_bpc": 5 - i / 10, "val_bpc": 4.5 - i / 10 if i % 5 == 0
+                else None} for i in range(1, 30)]
+    with alt.theme.enable("none"):
+        assert _comparable(charts.loss_spec(history)) == _comparable(
+            charts.loss_chart(history).to_dict())

@@ -136,7 +136,7 @@ def job_panel(job: TrainingJob) -> None:
         text += f" · {last['chars_per_s']:,.0f} chars/s · {job.elapsed:.0f} s"
     st.progress(job.progress, text=text)
     if metrics:
-        st.altair_chart(charts.loss_chart(_thin(metrics)), width="stretch", height=320,
+        st.vega_lite_chart(charts.loss_spec(_thin(metrics)), width="stretch", height=320,
                         key="loss_chart")
     if state == "failed":
         st.error(f"Training failed: {public_message(job.error)}")
