@@ -72,7 +72,8 @@ def add_sample(sub) -> None:
 
 def run_sample(args) -> int:
     from .sampler import load_sampler
-    s = load_sampler(args.weights, backend=args.backend)
+    # One tune in a process of one thread: no GIL to share, so no worker to start.
+    s = load_sampler(args.weights, backend=args.backend, workers=False)
     g = s.generate(args.prime, args.length, args.temperature, args.seed, args.top_k,
                    stop_at_end=not args.no_stop)
     if args.json:

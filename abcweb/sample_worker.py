@@ -101,13 +101,13 @@ def serve(fd_in: int, out) -> None:
 
     models: OrderedDict[tuple[str, str], Sampler] = OrderedDict()
 
-    def sampler(path: str, sha: str) -> Sampler:
-        key = (path, sha)
+    def sampler(path: str, sha: str, threads: int | None) -> Sampler:
+        key = (path, sha, threads)
         if key not in models:
             ckpt = ckpt_io.load(path)
             if ckpt.sha256 != sha:
                 raise WorkerError("the checkpoint changed on disk since it was loaded")
-            models[key] = Sampler(ckpt, "numpy", workers=0)
+            models[key] = Sampler(ckpt, "numpy", threads=threads, workers=False)
             while len(models) > MAX_MODELS:
                 models.popitem(last=False)
         models.move_to_end(key)
@@ -119,7 +119,7 @@ def serve(fd_in: int, out) -> None:
         except WorkerError:  # stdin closed: the server is gone or done with us
             return
         try:
-            s = sampler(req["path"], req["sha"])
+            s = sampler(req["path"], req["sha"], req.get("threads", 1))
             tokens, logits = s.generate_arrays(req["prime"], req["length"], req["temperature"],
                                                req["seeds"], req["top_k"], req["stop_at_end"])
             texts = ["".join(s.vocab[t] for t in toks) for toks in tokens]
@@ -254,11 +254,12 @@ class Pool:
 
     def generate(self, path: str, sha: str, prime: str, length: int, temperature: float,
                  seeds: list[int], top_k: int, stop_at_end: bool,
-                 timeout: float = REQUEST_TIMEOUT_S) -> tuple[list[str], list[np.ndarray]]:
+                 timeout: float = REQUEST_TIMEOUT_S, threads: int | None = 1
+                 ) -> tuple[list[str], list[np.ndarray]]:
         """The generated text and the logits of each candidate."""
         request = {"path": path, "sha": sha, "prime": prime, "length": length,
                    "temperature": temperature, "seeds": seeds, "top_k": top_k,
-                   "stop_at_end": stop_at_end}
+                   "stop_at_end": stop_at_end, "threads": threads}
         for attempt in range(2):
             w = self._take()
             try:

@@ -387,7 +387,8 @@ class Sampler:
             from .sample_worker import pool
 
             texts, logits = pool().generate(str(self.ckpt.path), self.ckpt.sha256, prime,
-                                            length, temperature, seeds, top_k, stop_at_end)
+                                            length, temperature, seeds, top_k, stop_at_end,
+                                            threads=self.threads)
         else:
             tokens, logits = self.generate_arrays(prime, length, temperature, seeds, top_k,
                                                   stop_at_end)

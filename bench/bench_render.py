@@ -42,7 +42,7 @@ def measure(tunes: list[str]) -> dict:
         abctools.clear_cache()
         web, t_audio = timed(abctools.to_audio, abc)  # cold: abc2midi + fluidsynth + encoder
         _, t_replay = timed(abctools.to_audio, abc)
-        seconds = len(abctools.to_audio(abc, "wav")) / 4 / abctools.SAMPLE_RATE
+        seconds = len(abctools.to_audio(abc, "wav")) / 2 / abctools.SAMPLE_RATE  # mono 16-bit
         rows.append((t_check, t_midi, t_svg, t_audio, t_replay, seconds, len(web)))
     cols = list(zip(*rows))
     med = [statistics.median(c) for c in cols]
