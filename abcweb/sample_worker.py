@@ -139,10 +139,15 @@ def main() -> int:
 
 
 # -- the server's side ----------------------------------------------------------------------
+def worker_env(**extra: str) -> dict[str, str]:
+    """The environment a worker process of ours starts with: this abcweb importable."""
+    path = os.pathsep.join([PACKAGE_ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 class _Worker:
     def __init__(self):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [PACKAGE_ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+        env = worker_env()
         self.proc = subprocess.Popen([sys.executable, "-m", "abcweb.sample_worker"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                      start_new_session=True)

@@ -40,12 +40,12 @@ from . import checkpoint as ckpt_io
 from . import train_worker
 from .corpus import Corpus
 from .model import ModelConfig, preset
+from .sample_worker import worker_env
 
 MAX_CONCURRENT = 1
 MAX_SECONDS = 15 * 60
 KILL_GRACE_S = 120  # past max_seconds, a worker that has not ended is killed
 VAL_MAX_CHARS = 20_000  # validation text per evaluation: a second or two on a small CPU
-PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)  # what the worker imports abcweb from
 STATES = ("idle", "queued", "starting", "running", "done", "stopped", "failed")
 _SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
 
@@ -303,9 +303,7 @@ class TrainingJob:
                                 self.init, self.info, self.max_seconds)
         tmp = self.folder / "tmp"  # TensorFlow's autograph files and the like go here
         tmp.mkdir()
-        env = {**os.environ, "TMPDIR": str(tmp), "TF_CPP_MIN_LOG_LEVEL": "3",
-               "PYTHONPATH": os.pathsep.join(
-                   [PACKAGE_ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
+        env = worker_env(TMPDIR=str(tmp), TF_CPP_MIN_LOG_LEVEL="3")
         with open(self.folder / "worker.log", "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "abcweb.train_worker", str(self.folder)],
