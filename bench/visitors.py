@@ -509,6 +509,7 @@ class Visit:
     exceptions: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     trained: dict | None = None
+    training_window: tuple[float, float] | None = None  # perf_counter times: Start to done
     trained_model: Path | None = None  # a copy of the trainer's checkpoint
 
 
@@ -551,8 +552,10 @@ class Bounds:
         return True
 
 
-def query_for(seed: int, length: int, temperature: float) -> str:
-    return urlencode({"seed": seed, "length": length, "temperature": f"{temperature:.1f}"})
+def query_for(seed: int, length: int, temperature: float, model: str) -> str:
+    """A share link's query, naming the model as the page's own links do."""
+    return urlencode({"seed": seed, "length": length, "temperature": f"{temperature:.1f}",
+                      "model": model})
 
 
 def next_temperature(rng: random.Random, current: float, used: set) -> float:
@@ -573,7 +576,7 @@ async def visitor(i: int, base: str, args, bounds: Bounds, stats: dict, on_tune)
     try:
         t0 = time.perf_counter()
         await s.connect()
-        s.query = query_for(seed, args.length, temperature)
+        s.query = query_for(seed, args.length, temperature, args.model_id)
         page = await s.run(page_name=args.page)
         used.add(temperature)
         on_tune(record(visit, page, seed, temperature, args.length, True, t0))
@@ -607,14 +610,17 @@ def widget_id(page: Page | None, kind: str, label: str) -> str:
 
 
 # -- the trainer --------------------------------------------------------------------------------
-async def trainer(base: str, args, stats: dict, tmpdir: Path | None, work: Path) -> Visit:
-    """Open a link, go to the Train view, train the tiny preset, sample from the model."""
+async def trainer(base: str, args, stats: dict, tmpdir: Path | None, work: Path,
+                  warm: asyncio.Event) -> Visit:
+    """Open a link, go to the Train view, train the tiny preset, sample from the model.
+    Training starts once every visitor has had its first tune, so the tunes written while it
+    trains compare with the tunes written while nobody does, not with a warming server."""
     visit = Visit("trainer")
     s = Session(base, visit.name, stats)
     try:
         t0 = time.perf_counter()
         await s.connect()
-        s.query = query_for(TRAINER_SEED, TRAINER_LENGTH, 1.0)
+        s.query = query_for(TRAINER_SEED, TRAINER_LENGTH, 1.0, args.model_id)
         page = await s.run(page_name=args.page)
         record(visit, page, TRAINER_SEED, 1.0, TRAINER_LENGTH, True, t0)
         if args.train_page in s.pages:  # st.navigation: switch pages as the browser does
@@ -624,10 +630,15 @@ async def trainer(base: str, args, stats: dict, tmpdir: Path | None, work: Path)
         if steps is None:
             raise RunFailed("no Steps box in the Train view")
         page = await s.run([int_state(steps.id, args.train_steps)])
+        try:
+            await asyncio.wait_for(warm.wait(), PAGE_TIMEOUT_S)
+        except TimeoutError:
+            pass  # a visitor that failed never warms: train anyway
         t_start = time.perf_counter()
         page = await s.run([trigger(widget_id(page, "button", "Start training"))])
         visit.trained = await follow_training(s, args.train_timeout)
         visit.trained["seconds"] = round(time.perf_counter() - t_start, 1)
+        visit.training_window = (t_start, time.perf_counter())
         use = widget_id(s.page, "button", "Use this model for sampling")
         t0 = time.perf_counter()
         page = await s.run([trigger(use)])
@@ -956,18 +967,21 @@ async def drive(base: str, args, tmpdir: Path | None, work: Path, meter: Meter |
     per_visitor = math.ceil(args.tunes / args.visitors) if args.tunes else None
     bounds = Bounds(args.tunes, per_visitor, args.duration)
     firsts: list[float] = []
+    warm = asyncio.Event()
 
     def on_tune(t: Tune) -> None:
         if t.first:
             firsts.append(t.t_end)
-            if len(firsts) == args.visitors and meter is not None:
-                meter.mark("warm")  # every visitor has had its first tune
+            if len(firsts) == args.visitors:
+                warm.set()
+                if meter is not None:
+                    meter.mark("warm")  # every visitor has had its first tune
         if args.log and not t.first and bounds.claimed % 10 == 0:
             args.log(f"{bounds.claimed} tunes" + (f", server RSS {rss_mb(meter.pid):.0f} MB"
                                                   if meter else ""))
 
     jobs = [visitor(i, base, args, bounds, stats, on_tune) for i in range(args.visitors)]
-    train_job = (asyncio.create_task(trainer(base, args, stats, tmpdir, work))
+    train_job = (asyncio.create_task(trainer(base, args, stats, tmpdir, work, warm))
                  if args.train_steps else None)
     t0 = time.perf_counter()
     visits = list(await asyncio.gather(*jobs))
@@ -1006,6 +1020,9 @@ def run(args) -> dict:
 
 def measure(base: str, pid: int | None, tmpdir: Path | None, weights: Path, work: Path,
             args) -> dict:
+    from abcweb.checkpoint import model_id
+
+    args.model_id = model_id(weights)
     meter = Meter(pid) if pid else None
     if meter:
         meter.mark("start")
@@ -1073,6 +1090,18 @@ def summarize(args, out: dict, wrong: int, problems: list[str], client_cpu: floa
         "stream": dict(out["stats"]), "problems": problems, "workdir": str(work),
     }
     tv = next((v for v in visits if v.name == "trainer"), None)
+    if tv is not None and tv.training_window:
+        # The issue's criterion: a tune while someone trains against a tune while nobody does.
+        a, b = tv.training_window
+        during = [t.latency for t in tunes if not t.first and t.t_end - t.latency >= a
+                  and t.t_end <= b]
+        idle = [t.latency for t in tunes if not t.first and (t.t_end <= a
+                                                              or t.t_end - t.latency >= b)]
+        result["latency_while_training_s"] = {
+            "during": {"p50": rounded(percentile(during, 0.5)),
+                       "p95": rounded(percentile(during, 0.95)), "n": len(during)},
+            "outside": {"p50": rounded(percentile(idle, 0.5)),
+                        "p95": rounded(percentile(idle, 0.95)), "n": len(idle)}}
     if tv is not None:
         result["trainer"] = {**(tv.trained or {}), "error": tv.error, "tunes": len(tv.tunes),
                              "model": tv.tunes[-1].model if tv.tunes else None,
@@ -1109,6 +1138,12 @@ def report(r: dict) -> str:
              f" p95 {r['latency_s']['p95']} s, max {r['latency_s']['max']} s "
              f"({r['latency_s']['n']} tunes); a new visitor's first tune: p50 "
              f"{r['first_tune_s']['p50']} s, p95 {r['first_tune_s']['p95']} s"]
+    w = r.get("latency_while_training_s")
+    if w:
+        lines.append(f"latency while the trainer trains: p50 {w['during']['p50']} s, p95 "
+                     f"{w['during']['p95']} s ({w['during']['n']} tunes); before or after: p50 "
+                     f"{w['outside']['p50']} s, p95 {w['outside']['p95']} s "
+                     f"({w['outside']['n']} tunes)")
     for name, c in r.get("server_cpu_s", {}).items():
         lines.append(f"server CPU, {name.replace('_', ' ')}: {c['per_tune']} s per tune "
                      f"({c['pages']} s for {c['tunes']} tunes: server process "
