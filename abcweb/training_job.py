@@ -33,6 +33,7 @@ import threading
 import time
 import weakref
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,31 @@ KILL_GRACE_S = 120  # past max_seconds, a worker that has not ended is killed
 VAL_MAX_CHARS = 20_000  # validation text per evaluation: a second or two on a small CPU
 STATES = ("idle", "queued", "starting", "running", "done", "stopped", "failed")
 _SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT)
+# Visitors come first. Even at the lowest priority a training worker slowed a tune by 1.3-1.5x
+# (it shares the caches and memory bandwidth of a small host), so while any visitor's tune is
+# being written or rendered, every worker waits between two steps (train_worker.Commands).
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # jobs whose worker runs
+_BUSY = 0  # visitors' tunes in progress, process-wide
+_BUSY_LOCK = threading.Lock()
+
+
+@contextmanager
+def visitor_busy():
+    """Training workers pause between steps while any of these blocks runs."""
+    global _BUSY
+    with _BUSY_LOCK:
+        _BUSY += 1
+        if _BUSY == 1:
+            for job in list(_LIVE):
+                job._send(b"pause\n")
+    try:
+        yield
+    finally:
+        with _BUSY_LOCK:
+            _BUSY -= 1
+            if _BUSY == 0:
+                for job in list(_LIVE):
+                    job._send(b"resume\n")
 
 
 @dataclass(frozen=True)
@@ -186,15 +212,15 @@ class TrainingJob:
     def stop(self) -> None:
         """Ask the job to stop after the current step; it still saves what it learned."""
         self._stop.set()
-        self._tell_worker()
+        self._send(b"stop\n")
 
-    def _tell_worker(self) -> None:
+    def _send(self, line: bytes) -> None:
         with self._lock:
             proc = self._proc[0] if self._proc else None
             if proc is None or proc.poll() is not None:
                 return
             try:
-                proc.stdin.write(b"stop\n")
+                proc.stdin.write(line)
                 proc.stdin.flush()
             except (OSError, ValueError):  # it has just ended, or its stdin is closed
                 pass
@@ -311,8 +337,12 @@ class TrainingJob:
                 cwd=self.folder, start_new_session=True)  # a Ctrl-C in a terminal is ours
         with self._lock:
             self._proc.append(proc)
+        with _BUSY_LOCK:
+            _LIVE.add(self)
+            if _BUSY:
+                self._send(b"pause\n")
         if self._stop.is_set():
-            self._tell_worker()
+            self._send(b"stop\n")
         # The worker stops itself at max_seconds; this deadline is for a worker that hangs
         # (in TensorFlow's start, say): its whole process group is killed.
         deadline = threading.Timer(self.max_seconds + KILL_GRACE_S, _kill, (proc,))
@@ -322,6 +352,8 @@ class TrainingJob:
             self._read_worker(proc)
         finally:
             deadline.cancel()
+            with _BUSY_LOCK:
+                _LIVE.discard(self)
 
     def _read_worker(self, proc: subprocess.Popen) -> None:
         error = None

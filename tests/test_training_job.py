@@ -17,7 +17,8 @@ from abcweb import checkpoint, corpus
 from abcweb.model import ModelConfig
 from abcweb.sampler import load_sampler
 from abcweb.train import TrainSettings
-from abcweb.training_job import RECIPES, TrainingJob
+from abcweb.train_worker import MAX_PAUSE_S
+from abcweb.training_job import RECIPES, TrainingJob, visitor_busy
 
 pytestmark = pytest.mark.slow
 
@@ -222,9 +223,37 @@ def test_training_runs_in_a_low_priority_process_that_ends_with_the_job():
     pid = job.pid
     assert pid is not None and pid != os.getpid()
     assert os.getpriority(os.PRIO_PROCESS, pid) > os.getpriority(os.PRIO_PROCESS, 0)
+    if hasattr(os, "SCHED_IDLE"):  # Linux: it runs only on a core nobody else wants
+        assert os.sched_getscheduler(pid) == os.SCHED_IDLE
     job.stop()
     assert job.wait(60) and job.state == "stopped"
     assert job.pid is None and not Path(f"/proc/{pid}").exists()  # its memory went with it
+    job.cleanup()
+
+
+def test_a_worker_waits_between_steps_while_a_visitor_is_served():
+    job = micro_job(steps=100_000)
+    job.start()
+    wait_until(lambda: len(job.metrics()) >= 3)
+
+    def steps_in(seconds: float) -> int:
+        before = len(job.metrics())
+        time.sleep(seconds)
+        return len(job.metrics()) - before
+
+    assert steps_in(0.5) > 5  # a micro step takes milliseconds
+    with visitor_busy(), visitor_busy():  # two visitors; nested blocks pause once
+        time.sleep(0.3)  # the step in progress ends, then the worker waits
+        assert steps_in(1.0) == 0
+    with visitor_busy():
+        pass
+    assert steps_in(0.5) > 5  # and goes on when the last tune is done
+    # A server that is never idle still trains its visitor's model, a step per pause.
+    with visitor_busy():
+        time.sleep(0.3)
+        assert 1 <= steps_in(2 * MAX_PAUSE_S + 0.5) <= 3
+    job.stop()  # a paused worker still stops, and saves, at once
+    assert job.wait(30) and job.state == "stopped"
     job.cleanup()
 
 

@@ -14,13 +14,14 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from abcweb import abctools, charts, headers, params, tunes
+from abcweb import abctools, charts, headers, params, training_job, tunes
 from abcweb.messages import public_message
 from abcweb.model import UnknownCharacters
 from abcweb.sampler import Generation, Sampler
 from views.shared import (
     ANY,
     CPU,
+    EARLIER,
     GPU,
     PLAYER_FORMAT,
     PLAYER_MIME,
@@ -118,7 +119,7 @@ def sidebar_share(settings: params.Settings, model: str) -> str:
     st.markdown("**Share this tune**")
     copy_button(url)
     st.code(url, language=None, wrap_lines=True)
-    if model != SHIPPED:
+    if model != SHIPPED and not model.startswith(EARLIER):
         st.caption("Links bring back tunes of the shipped model: a model trained here "
                    "lives only in this browser session.")
     return url
@@ -416,7 +417,8 @@ def main() -> None:
     settings, model, backend = sidebar()
     st.caption("A character-level LSTM writes Irish folk tunes in ABC notation. Move a "
                "control and it writes a new one.")
-    tune_view(settings, model, backend)
+    with training_job.visitor_busy():  # a visitor's training waits for this tune
+        tune_view(settings, model, backend)
 
 
 if __name__ == "__main__":  # Streamlit runs a page as __main__; tests import its functions
