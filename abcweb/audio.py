@@ -45,11 +45,13 @@ SAMPLE_RATE = 22050
 # music here); a solo instrument is clear without them.
 FLUIDSYNTH_EFFECTS = ["-C", "0", "-R", "0"]
 PEAK_DBFS = -1.0  # normalise to this peak
-MP3_VBR_QUALITY = 5.0  # LAME -V5 (0 best .. 9 smallest): about 40 KB per 30 s of a tune
+MP3_VBR_QUALITY = 5.0  # LAME -V5 (0 best .. 9 smallest): about 48 kbit/s for a tune, mono
 MP3_ALGORITHM_QUALITY = 7  # LAME -q7 ("fast"): 0.040 s per 30 s here against 0.070 at -q5
 OGG_QUALITY = 0.6  # libsndfile compression level for Vorbis (0 best .. 1)
-# Decoded audio, only reused to encode one tune in another format (a download): small.
-PCM_CACHE_BYTES = 32 << 20
+# Decoded audio, only reused to encode one tune in another format (a download): a few tunes
+# (about 1.5 MB each). A miss re-renders in about 0.2 s; under load a larger cache only
+# added to the server's memory (bench/visitors.py).
+PCM_CACHE_BYTES = 8 << 20
 # FluidR3_GM sounds best; with dynamic sample loading fluidsynth reads only the instruments a
 # tune uses, so it renders as fast as the 6 MB TimGM6mb. Debian paths first, then others.
 SOUNDFONTS = [

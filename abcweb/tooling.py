@@ -205,5 +205,8 @@ class Cache:
         return value
 
 
-CACHE_BYTES = 64 << 20  # checks, MIDI, SVG and encoded audio together: a few hundred tunes
+# Checks, MIDI, SVG and encoded audio together, about 0.27 MB a tune (most of it the MP3):
+# about 90 tunes, enough for a shared link opened by many. 64 MB took the server past its
+# 600 MB budget under 16 visitors (bench/visitors.py).
+CACHE_BYTES = 24 << 20
 cache = Cache(CACHE_BYTES)
