@@ -26,6 +26,7 @@ from .model import ModelConfig, weight_shapes
 MANIFEST = "model.json"
 FORMAT = "abcweb-checkpoint/1"
 SHIPPED = Path(__file__).resolve().parent.parent / "weights"
+ID_LENGTH = 12  # hex digits of a model id
 
 
 class CheckpointError(ValueError):
@@ -136,6 +137,33 @@ def _load_npz(folder: Path, entry: dict) -> dict[str, np.ndarray]:
             return {n: z[n].astype(np.float32) for n in z.files}
     except Exception as e:  # zip and format errors have many types
         raise CheckpointError(f"checkpoint file unreadable: {path}: {e}") from None
+
+
+def model_id(path: str | Path | None = None) -> str:
+    """A model's id: the first 12 hex digits of its weights' SHA-256 (the manifest's record,
+    so no weights are read). Share links carry it."""
+    folder = resolve(path)
+    manifest = _read_manifest(folder / MANIFEST)
+    digest = str(manifest.get("files", {}).get("weights", {}).get("sha256", ""))
+    if len(digest) < ID_LENGTH:
+        raise CheckpointError(f"{folder}: manifest names no weights checksum")
+    return digest[:ID_LENGTH]
+
+
+def shipped_models(path: str | Path | None = None) -> dict[str, Path]:
+    """Id -> folder of the shipped model (first) and of every earlier shipped model, each kept
+    in a subfolder named by its id, so links made with an earlier model still bring back
+    their tunes. A subfolder whose id is not its name is left out."""
+    folder = resolve(path)
+    found = {model_id(folder): folder}
+    for sub in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if sub.is_dir() and (sub / MANIFEST).exists():
+            try:
+                if model_id(sub) == sub.name:
+                    found.setdefault(sub.name, sub)
+            except CheckpointError:
+                continue
+    return found
 
 
 def resolve(path: str | Path | None) -> Path:

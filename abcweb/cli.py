@@ -63,6 +63,8 @@ def add_sample(sub) -> None:
     p.add_argument("--top-k", type=_number(int, "top-k", 0, 1000), default=0,
                    help="sample from the k most likely characters only (0: all)")
     p.add_argument("--weights", help="checkpoint folder (default: the shipped weights)")
+    p.add_argument("--model", help="a shipped model's id, as share links carry it (default: "
+                   "the current one; earlier ones are kept in weights/ID/)")
     p.add_argument("--backend", choices=["auto", "numpy", "tf"], default="auto")
     p.add_argument("--no-stop", action="store_true",
                    help="keep going past the end of the first tune")
@@ -71,9 +73,17 @@ def add_sample(sub) -> None:
 
 
 def run_sample(args) -> int:
+    from .checkpoint import CheckpointError, shipped_models
     from .sampler import load_sampler
+    path = args.weights
+    if args.model:
+        models = shipped_models(args.weights)
+        if args.model not in models:
+            raise CheckpointError(f"no shipped model {args.model!r}; this checkout has "
+                                  f"{', '.join(models)}")
+        path = models[args.model]
     # One tune in a process of one thread: no GIL to share, so no worker to start.
-    s = load_sampler(args.weights, backend=args.backend, workers=False)
+    s = load_sampler(path, backend=args.backend, workers=False)
     g = s.generate(args.prime, args.length, args.temperature, args.seed, args.top_k,
                    stop_at_end=not args.no_stop)
     if args.json:
@@ -92,7 +102,9 @@ def add_train(sub) -> None:
                        description="Train a model on ABC corpora and save checkpoints. "
                        "--recipe shipped retrains the shipped model.")
     p.add_argument("--out", required=True, help="checkpoint folder to write (and resume from)")
-    p.add_argument("--recipe", choices=["shipped"], help="the shipped model's data and settings")
+    p.add_argument("--recipe", choices=["shipped", "transposed"],
+                   help="shipped: the first shipped model from scratch; transposed: the shipped "
+                   "model, continued on the same mix plus transposed copies")
     p.add_argument("--irish", help="path to irish.abc (its train split is used; the held-out "
                    "tunes never are)")
     p.add_argument("--corpus", action="append", default=[],

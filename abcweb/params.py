@@ -1,8 +1,13 @@
 """Generation settings <-> URL query parameters, for links that bring back the exact tune.
 
-A share link carries five settings; with the shipped model they fix the tune completely:
+A share link carries five settings and the id of the shipped model that wrote the tune; together
+they fix the tune completely:
 
-    ?seed=42&prime=X%3A&length=600&temperature=0.8&top_k=0
+    ?seed=42&prime=X%3A&length=600&temperature=0.8&top_k=0&model=de2eb17119ae
+
+A server keeps every model it has shipped (checkpoint.shipped_models), so a link brings back its
+tune after new weights ship. Links made before they carried an id have settings but no `model`:
+they were all written by LEGACY_MODEL.
 
 Reading a link never fails. Each parameter is read on its own; a missing one takes its default
 silently, and a bad one takes its default (non-numeric, non-finite) or is clamped to the
@@ -16,6 +21,8 @@ dashboard's range (out of range) with a message saying what was changed:
 | `length`      | 600     | LENGTH_MIN .. LENGTH_MAX; clamped, then rounded to LENGTH_STEP  |
 | `temperature` | 1.0     | 0 .. 2; clamped, then rounded to TEMPERATURE_STEP               |
 | `top_k`       | 0 (off) | 0 .. TOP_K_MAX; clamped                                         |
+| `model`       | current | a model id (12 hex digits); not one -> the current model; absent  |
+|               |         | from a link with other settings -> LEGACY_MODEL                 |
 
 Rounding to the sliders' steps keeps a link's settings and the page's widgets the same values,
 so the tune a link brings back is the one the widgets describe. Links the page writes are always
@@ -25,6 +32,7 @@ on the steps already, so they come back unchanged.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from urllib.parse import urlencode
@@ -35,7 +43,10 @@ SEED_MAX = 2**32 - 1
 LENGTH_MIN, LENGTH_MAX, LENGTH_STEP = 10, 2000, 10
 TEMPERATURE_MIN, TEMPERATURE_MAX, TEMPERATURE_STEP = 0.0, 2.0, 0.05
 TOP_K_MAX = 40
-KEYS = ("seed", "prime", "length", "temperature", "top_k")
+KEYS = ("seed", "prime", "length", "temperature", "top_k", "model")
+# The shipped model until links carried ids (December 2026): every such link is its tune.
+LEGACY_MODEL = "de2eb17119ae"
+MODEL_ID = re.compile(r"[0-9a-f]{12}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,7 @@ class Settings:
     length: int = 600
     temperature: float = 1.0
     top_k: int = 0
+    model: str = ""  # the id of the shipped model that writes it; "" is the current one
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -122,19 +134,35 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
     top_k = d.top_k if get["top_k"] is None else _number(
         "top_k", get["top_k"], int, d.top_k, 0, TOP_K_MAX, messages)
 
-    return Settings(int(seed), prime, int(length), float(temperature), int(top_k)), messages
+    model = d.model
+    if get["model"] is not None:
+        text = str(get["model"]).strip().lower()
+        if MODEL_ID.fullmatch(text):
+            model = text
+        else:
+            messages.append(f"model {str(get['model'])[:40]!r} is not a model id: using the "
+                            "current model")
+    elif any(get[k] is not None for k in KEYS):
+        model = LEGACY_MODEL
+
+    return Settings(int(seed), prime, int(length), float(temperature), int(top_k),
+                    model), messages
 
 
 def to_query(settings: Settings) -> dict[str, str]:
-    """The query parameters for settings (all five, so a link never depends on defaults that
-    may change later)."""
-    return {
+    """The query parameters for settings (every one, so a link never depends on defaults that
+    may change later; the page always names its model, since a link without one is read as
+    made before ids)."""
+    query = {
         "seed": str(int(settings.seed)),
         "prime": settings.prime,
         "length": str(int(settings.length)),
         "temperature": f"{round_temperature(settings.temperature):g}",
         "top_k": str(int(settings.top_k)),
     }
+    if settings.model:
+        query["model"] = settings.model
+    return query
 
 
 def share_url(base: str | None, settings: Settings) -> str:

@@ -123,6 +123,42 @@ def test_moving_the_temperature_writes_a_new_tune_at_once(model_dir):
     assert "temperature 0.5" in prob["title"]["subtitle"]
 
 
+def test_links_bring_back_tunes_of_earlier_shipped_models(tmp_path, monkeypatch):
+    """New weights ship; the model before them stays in weights/<id>/, and a link names the
+    model that wrote it."""
+    from abcweb.model import preset
+
+    from conftest import random_checkpoint
+
+    current, earlier = tmp_path / "weights", tmp_path / "earlier"
+    checkpoint.save(random_checkpoint(preset("tiny"), seed=11), current)
+    checkpoint.save(random_checkpoint(preset("tiny"), seed=12), earlier)
+    old_id, new_id = checkpoint.model_id(earlier), checkpoint.model_id(current)
+    earlier.rename(current / old_id)
+    monkeypatch.setenv("ABCWEB_WEIGHTS", str(current))
+    s = params.Settings(seed=31, length=200, temperature=0.9)
+
+    at = run_app(params.to_query(params.Settings(**{**s.as_dict(), "model": old_id})))
+    assert tune_of(at) == expected_text(current / old_id, s)
+    assert tune_of(at) != expected_text(current, s)
+    assert at.sidebar.selectbox(key="model").value == "shipped:" + old_id
+    assert f"model={old_id}" in at.sidebar.code[0].value  # its link names it too
+    assert not [w for w in texts(at.warning) if w.startswith("From the link")]
+
+    at = run_app(params.to_query(params.Settings(**{**s.as_dict(), "model": new_id})))
+    assert tune_of(at) == expected_text(current, s)
+    assert f"model={new_id}" in at.sidebar.code[0].value
+
+    # A link from before ids: the model shipped then, or (here, where it is missing) this one.
+    at = run_app({k: v for k, v in params.to_query(s).items() if k != "model"})
+    assert tune_of(at) == expected_text(current, s)
+    assert not [w for w in texts(at.warning) if w.startswith("From the link")]
+
+    at = run_app(params.to_query(params.Settings(**{**s.as_dict(), "model": "0123456789ab"})))
+    assert tune_of(at) == expected_text(current, s)
+    assert any("0123456789ab" in w and "does not have" in w for w in texts(at.warning))
+
+
 def test_a_share_link_brings_back_the_same_tune(model_dir):
     s = params.Settings(seed=77, prime="X:1\nM:6/8\nL:1/8\nK:G\n", length=400,
                         temperature=0.85, top_k=12)
@@ -137,7 +173,9 @@ def test_a_share_link_brings_back_the_same_tune(model_dir):
     assert tune_of(second) == text
     assert second.sidebar.code[0].value == first.sidebar.code[0].value
     for name in params.KEYS:
-        assert second.session_state[name] == getattr(s, name)
+        if name != "model":  # the box holds a model choice; the link names the model by id
+            assert second.session_state[name] == getattr(s, name)
+    assert f"model={checkpoint.model_id(model_dir)}" in second.sidebar.code[0].value
     assert second.session_state["meter"] == "6/8" and second.session_state["key"] == "G"
 
 

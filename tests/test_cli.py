@@ -5,7 +5,7 @@ import pytest
 
 from abcweb import checkpoint
 
-from conftest import ROOT
+from conftest import ROOT, random_checkpoint
 
 
 def cli(*args, stdin=None, timeout=300):
@@ -30,6 +30,24 @@ def test_help_lists_the_commands():
         assert cmd in p.stdout
     p = cli("sample", "--help")
     assert p.returncode == 0 and "--temperature" in p.stdout and "--top-k" in p.stdout
+
+
+def test_sample_takes_a_shipped_models_id_as_links_carry_it(tiny_dir, tmp_path):
+    folder = tmp_path / "weights"
+    checkpoint.save(checkpoint.load(tiny_dir), folder)
+    earlier = tmp_path / "earlier"
+    checkpoint.save(random_checkpoint(checkpoint.load(tiny_dir).config, seed=7), earlier)
+    old_id = checkpoint.model_id(earlier)
+    earlier.rename(folder / old_id)
+    args = ("sample", "--weights", folder, "--seed", 5, "--length", 60)
+    by_id = cli(*args, "--model", old_id)
+    assert by_id.returncode == 0, by_id.stderr
+    assert by_id.stdout == cli("sample", "--weights", folder / old_id, "--seed", 5,
+                               "--length", 60).stdout
+    assert by_id.stdout != cli(*args).stdout
+    current = cli(*args, "--model", checkpoint.model_id(folder))
+    assert current.stdout == cli(*args).stdout
+    assert_clean_error(cli(*args, "--model", "0123456789ab"), "0123456789ab", old_id)
 
 
 def test_sample_prints_abc(tiny_dir):

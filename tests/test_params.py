@@ -19,7 +19,7 @@ def test_missing_parameters_take_defaults_silently():
 
 def test_a_link_the_page_writes_comes_back_unchanged():
     s = Settings(seed=123456, prime="X:1\nM:6/8\nL:1/8\nK:G\n", length=450, temperature=0.85,
-                 top_k=7)
+                 top_k=7, model="0123456789ab")
     back, messages = from_query(to_query(s))
     assert back == s
     assert messages == []
@@ -27,7 +27,7 @@ def test_a_link_the_page_writes_comes_back_unchanged():
 
 def test_share_url_round_trips_through_a_real_query_string():
     s = Settings(seed=9, prime='X:1\nT:A "quoted" & odd #title?\nK:D\n', length=600,
-                 temperature=1.35, top_k=0)
+                 temperature=1.35, top_k=0, model="fedcba987654")
     url = share_url("http://host:8501/app?old=1#frag", s)
     parts = urlsplit(url)
     assert parts.scheme == "http" and parts.netloc == "host:8501" and parts.path == "/app"
@@ -63,10 +63,24 @@ def test_bad_values_are_replaced_with_a_message(key, raw, expected, fragment):
     assert getattr(settings, key) == expected
     assert len(messages) >= 1
     assert any(fragment in m and key in m for m in messages), messages
-    # Only the bad parameter changes.
+    # Only the bad parameter changes (a link with settings and no model id predates ids).
+    assert settings.model == params.LEGACY_MODEL
     for other in params.KEYS:
-        if other != key:
+        if other not in (key, "model"):
             assert getattr(settings, other) == getattr(DEFAULTS, other)
+
+
+def test_links_name_their_model_and_old_links_name_the_model_they_were_made_with():
+    assert to_query(Settings(model="0123456789ab"))["model"] == "0123456789ab"
+    assert "model" not in to_query(DEFAULTS)  # the page always fills it in
+    # A bare address: the current model. Settings without an id: made before ids existed.
+    assert from_query({})[0].model == ""
+    assert from_query({"seed": "5"})[0].model == params.LEGACY_MODEL
+    assert from_query({"seed": "5", "model": " 0123456789AB "}) == (
+        Settings(seed=5, model="0123456789ab"), [])
+    for bad in ("xyz", "0123456789a", "0123456789abc", "../weights"):
+        s, messages = from_query({"seed": "5", "model": bad})
+        assert s.model == "" and "not a model id" in messages[0]
 
 
 def test_empty_and_overlong_seed_text():
@@ -92,10 +106,11 @@ def test_repeated_parameters_take_the_last_value():
        length=st.integers(params.LENGTH_MIN // params.LENGTH_STEP,
                           params.LENGTH_MAX // params.LENGTH_STEP),
        t=st.integers(0, 40), k=st.integers(0, params.TOP_K_MAX),
-       prime=st.text(min_size=1, max_size=50).filter(lambda p: "\r" not in p))
-def test_round_trip_property(seed, length, t, k, prime):
+       prime=st.text(min_size=1, max_size=50).filter(lambda p: "\r" not in p),
+       model=st.from_regex(params.MODEL_ID, fullmatch=True))
+def test_round_trip_property(seed, length, t, k, prime, model):
     s = Settings(seed, prime, length * params.LENGTH_STEP, params.round_temperature(t * 0.05),
-                 k)
+                 k, model)
     assert from_query(to_query(s)) == (s, [])
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from abcweb import abctools, charts, headers, params
-from abcweb.checkpoint import CheckpointError
+from abcweb.checkpoint import CheckpointError, shipped_models
 from abcweb.corpus import load_bytes, load_music21
 from abcweb.messages import public_message
 from abcweb.sampler import Generation, Sampler, load_sampler
@@ -27,6 +27,7 @@ PAGES = {"generate": "views/generate.py", "train": "views/train.py", "about": "v
 KEPT = ("seed", "prime", "length", "temperature", "top_k", "meter", "key", "model", "device",
         "train_corpus", "train_recipe", "train_steps", "train_lr")
 SHIPPED = "shipped"
+EARLIER = "shipped:"  # + an id: a model shipped before the current one (weights/<id>/)
 MAX_SESSION_MODELS = 3  # trained models kept per browser session (each holds a temp folder)
 ANY = "any"
 CPU, GPU = "CPU · NumPy sampler", "GPU · TensorFlow sampler"
@@ -52,9 +53,27 @@ def stream_after_s() -> float:
 
 # -- process-wide resources (shared read-only by every visitor) -----------------------------
 def model_path(model: str) -> str | None:
-    """The checkpoint folder of a model id (None: weights/). Part of every cache key, so
+    """The checkpoint folder of a model choice (None: weights/). Part of every cache key, so
     a test that points ABCWEB_WEIGHTS elsewhere never meets another model's cached tunes."""
-    return shipped_path() if model == SHIPPED else model
+    if model == SHIPPED:
+        return shipped_path()
+    if model.startswith(EARLIER):
+        return str(known_models(shipped_path())[model.removeprefix(EARLIER)])
+    return model
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def known_models(path: str | None) -> dict:
+    """Id -> folder of the shipped model (first) and the earlier ones kept for old links;
+    empty when the shipped model is missing or damaged (the page says so when it samples)."""
+    try:
+        return shipped_models(path)
+    except (CheckpointError, OSError):
+        return {}
+
+
+def current_model_id() -> str:
+    return next(iter(known_models(shipped_path())), "")
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -170,11 +189,25 @@ def init_state() -> None:
     meter, key = _header_of(settings.prime)
     st.session_state.meter = meter
     st.session_state.key = key
-    st.session_state.model = SHIPPED
+    st.session_state.model = model_for_link(settings.model, messages)
     st.session_state.device = CPU
     st.session_state.jobs = []
     st.session_state.link_messages = messages
     st.session_state._ready = True
+
+
+def model_for_link(model_id: str, messages: list[str]) -> str:
+    """The model choice a link's model id names: the shipped model, or an earlier one that
+    this server still keeps."""
+    models = known_models(shipped_path())
+    if not model_id or model_id == current_model_id():
+        return SHIPPED
+    if model_id in models:
+        return EARLIER + model_id
+    if model_id != params.LEGACY_MODEL:  # such links predate ids: any shipped model is theirs
+        messages.append(f"this link was made with model {model_id}, which this server does "
+                        "not have: here is the current model's tune")
+    return SHIPPED
 
 
 def keep_settings() -> None:
@@ -198,13 +231,18 @@ def _header_of(prime: str) -> tuple[str, str]:
 
 def current_settings() -> params.Settings:
     s = st.session_state
+    # Links name a shipped model: a model trained here lives only in this session.
+    model = (s.model.removeprefix(EARLIER) if s.model.startswith(EARLIER)
+             else current_model_id())
     return params.Settings(int(s.seed), s.prime, int(s.length),
-                           params.round_temperature(float(s.temperature)), int(s.top_k))
+                           params.round_temperature(float(s.temperature)), int(s.top_k), model)
 
 
 def session_models() -> dict[str, str]:
     """Model id -> label: the shipped model and this session's trained models."""
     out = {SHIPPED: "Shipped model"}
+    for model_id in list(known_models(shipped_path()))[1:]:
+        out[EARLIER + model_id] = f"Earlier shipped model ({model_id})"
     for job in st.session_state.get("jobs", []):
         if job.checkpoint_path is not None:
             out[str(job.checkpoint_path)] = f"Trained here: {job.name}"
