@@ -23,12 +23,26 @@ from pathlib import Path
 from . import checkpoint as ckpt_io
 from .corpus import Corpus
 from .model import preset
-from .train import SHIPPED_MIX, Trainer, TrainSettings, shipped_data
+from .train import (
+    SHIPPED_MIX,
+    TRANSPOSED_COPIES,
+    Trainer,
+    TrainSettings,
+    shipped_data,
+    transposed_copies,
+)
 
 # The shipped recipe (see weights/README.md for how it was chosen).
 SHIPPED_SETTINGS = TrainSettings(steps=6000, batch=64, seq_len=100, learning_rate=3e-3,
                                  min_learning_rate=1e-4, decay_steps=5900, warmup_steps=100,
                                  eval_every=250, checkpoint_every=250, precision="auto")
+# The transposed recipe continues the first shipped model (kept in weights/ under its id) on
+# the same mix plus transposed copies of every training tune: four times the data in the
+# yardstick's style, so it can train longer before it overfits.
+PREVIOUS_MODEL = "weights/de2eb17119ae"
+TRANSPOSED_SETTINGS = TrainSettings(steps=5000, batch=64, seq_len=100, learning_rate=1.5e-3,
+                                    min_learning_rate=5e-5, decay_steps=4900, warmup_steps=100,
+                                    eval_every=250, checkpoint_every=250, precision="auto")
 IRISH_SETTINGS = TrainSettings(steps=400, batch=64, seq_len=100, learning_rate=3e-4,
                                eval_every=50, checkpoint_every=50, precision="auto")
 
@@ -48,6 +62,7 @@ class Plan:
     note: str = ""
     extra_val: dict = field(default_factory=dict)
     irish_path: str | None = None  # the shipped recipe's phase 2 reads irish.abc again
+    recipe: str | None = None
 
     @property
     def select(self) -> str:
@@ -73,14 +88,18 @@ def plan_from_args(args, corpora) -> Plan:
     init = ckpt_io.load(out, optimizer=True) if resume else None
     note = f"resuming {out} at step {init.steps}" if init else ""
 
-    if args.recipe == "shipped":
+    if args.recipe in ("shipped", "transposed"):
         if not args.irish:
-            raise ValueError("--recipe shipped needs --irish PATH (the notebook's irish.abc)")
-        train, weights, val, data, irish_val = shipped_data(args.irish)
+            raise ValueError(f"--recipe {args.recipe} needs --irish PATH (the notebook's "
+                             "irish.abc)")
+        copies = TRANSPOSED_COPIES if args.recipe == "transposed" else None
+        train, weights, val, data, irish_val = shipped_data(args.irish, copies=copies)
         extra_val = {"irish": irish_val}
-        settings = replace(SHIPPED_SETTINGS)
+        settings = replace(SHIPPED_SETTINGS if copies is None else TRANSPOSED_SETTINGS)
         config = preset("shipped")
-        data = {"mix": data, "recipe": "shipped"}
+        data = {"mix": data, "recipe": args.recipe}
+        if copies is not None and init is None and not args.init:
+            args.init = PREVIOUS_MODEL
     else:
         train, weights, val_tunes, data = [], [], [], {}
         if args.irish:
@@ -105,7 +124,7 @@ def plan_from_args(args, corpora) -> Plan:
         config = preset(args.preset)
         data = {"corpora": data}
 
-    if args.recipe != "shipped":
+    if args.recipe not in ("shipped", "transposed"):
         extra_val = {}
     if init is None and args.init:
         init = ckpt_io.load(None if args.init == "shipped" else args.init)
@@ -126,7 +145,7 @@ def plan_from_args(args, corpora) -> Plan:
         settings = replace(settings, decay_steps=settings.steps - settings.warmup_steps)
     return Plan(out, config, train, weights, val, settings, init,
                 Path(args.ship) if args.ship else None, args.minutes, data, note, extra_val,
-                args.irish if args.recipe == "shipped" else None)
+                args.irish if args.recipe in ("shipped", "transposed") else None, args.recipe)
 
 
 def pretrained_info(ck: ckpt_io.Checkpoint) -> dict:
@@ -146,10 +165,16 @@ def irish_phase(plan: Plan, corpora) -> Plan:
     else:  # fresh Adam moments: the data and the learning rate change
         init = ckpt_io.load(plan.out)
         init.info = pretrained_info(init)
-    data = {"recipe": "shipped", "phase": 2, "irish": {"tunes": len(irish.tunes),
-                                                      "chars": irish.chars}}
-    return Plan(out, init.config, [tr], [1.0], va, replace(IRISH_SETTINGS), init, plan.ship,
-                plan.minutes, data, f"phase 2: irish.abc's train split from {plan.out}")
+    data = {"recipe": plan.recipe or "shipped", "phase": 2,
+            "irish": {"tunes": len(irish.tunes), "chars": irish.chars}}
+    train = [tr]
+    # One transposed copy of each tune keeps phase 2 from overfitting.
+    if plan.recipe == "transposed":
+        train.append(transposed_copies(tr, 1))
+        data["irish"]["transposed_tunes"] = len(train[1].tunes)
+    return Plan(out, init.config, train, [1.0] * len(train), va, replace(IRISH_SETTINGS), init,
+                plan.ship, plan.minutes, data, f"phase 2: irish.abc's train split from {plan.out}",
+                recipe=plan.recipe)
 
 
 def run_plan(plan: Plan, log: Callable[[str], None] = print) -> int:

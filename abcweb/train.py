@@ -366,7 +366,22 @@ def valid_only(c: Corpus) -> Corpus:
     return Corpus(c.name, [t for t in c.tunes if check(t).valid], c.description)
 
 
-def shipped_data(irish_path: str | Path, validate: bool = True
+# Transposed copies of each error-free training tune (abc2abc -t, abcweb/transpose.py) for the
+# transposed recipe. irish.abc's style is the yardstick's, so it gets the most.
+TRANSPOSED_COPIES = {"irish": 3, "oneills1850": 1, "ryansMammoth": 1, "airdsAirs": 1,
+                     "miscFolk": 1}
+
+
+def transposed_copies(c: Corpus, copies: int) -> Corpus:
+    """Error-free copies of a corpus's tunes in other common keys, as a corpus of their own."""
+    from .abctools import check
+    from .transpose import augment
+
+    return Corpus(c.name + ":transposed", augment(c.tunes, copies, keep=lambda t: check(t).valid),
+                  c.description)
+
+
+def shipped_data(irish_path: str | Path, validate: bool = True, copies: dict | None = None
                  ) -> tuple[list[Corpus], list[float], Corpus, dict, Corpus]:
     """Train corpora with weights, one validation corpus, and a description for the card.
     Training tunes are kept only when abc2midi finds no error; validation tunes all stay.
@@ -390,4 +405,10 @@ def shipped_data(irish_path: str | Path, validate: bool = True
                            "chars": whole.chars, "train_tunes": len(tr.tunes),
                            "val_tunes": len(va.tunes), "weight": w,
                            "train_chars": tr.chars}
+        if copies and copies.get(name):
+            extra = transposed_copies(tr, copies[name])
+            train.append(extra)
+            weights.append(w)
+            described[name].update(transposed_tunes=len(extra.tunes),
+                                   transposed_chars=extra.chars)
     return train, weights, Corpus("shipped:val", val_tunes), described, irish_val
