@@ -50,6 +50,7 @@ def _prime(text: str) -> str:
 
 # -- sample ------------------------------------------------------------------------------------
 def add_sample(sub) -> None:
+    from .drafts import BEST_OF, MAX_BEST_OF
     from .sampler import MAX_LENGTH, MAX_TEMPERATURE
     p = sub.add_parser("sample", help="write a tune and print its ABC",
                        description="Write ABC with a trained model and print it to stdout.")
@@ -62,6 +63,9 @@ def add_sample(sub) -> None:
                    help="the text the tune starts from; \\n for a newline (default X:)")
     p.add_argument("--top-k", type=_number(int, "top-k", 0, 1000), default=0,
                    help="sample from the k most likely characters only (0: all)")
+    p.add_argument("--best-of", type=_number(int, "best-of", 1, MAX_BEST_OF), default=BEST_OF,
+                   help=f"keep the best of this many drafts by the musical yardsticks (default "
+                   f"{BEST_OF}; 1: the model's own draw for the seed)")
     p.add_argument("--weights", help="checkpoint folder (default: the shipped weights)")
     p.add_argument("--model", help="a shipped model's id, as share links carry it (default: "
                    "the current one; earlier ones are kept in weights/ID/)")
@@ -85,9 +89,10 @@ def run_sample(args) -> int:
     # One tune in a process of one thread: no GIL to share, so no worker to start.
     s = load_sampler(path, backend=args.backend, workers=False)
     g = s.generate(args.prime, args.length, args.temperature, args.seed, args.top_k,
-                   stop_at_end=not args.no_stop)
+                   stop_at_end=not args.no_stop, best_of=args.best_of)
     if args.json:
-        print(json.dumps({"text": g.text, "stopped": g.stopped, "steps": [
+        print(json.dumps({"text": g.text, "stopped": g.stopped, "draft": g.draft,
+                          "drafts": g.drafts, "steps": [
             {"char": st.char, "prob": st.prob, "entropy": st.entropy, "top": st.top}
             for st in g.steps]}))
     else:
@@ -133,6 +138,8 @@ def add_train(sub) -> None:
 def run_train(args) -> int:
     from . import corpus as corpora
     from . import recipes
+    if not args.verbose:
+        import_tensorflow_quietly()
     plan = recipes.plan_from_args(args, corpora)
     for line in plan.describe():
         print(line, file=sys.stderr)
@@ -151,14 +158,19 @@ def add_evaluate(sub) -> None:
                         "yardsticks (default 200)")
     p.add_argument("--length", type=_number(int, "length", 1, 5000), default=800)
     p.add_argument("--temperature", type=_number(float, "temperature", 0, 100), default=1.0)
+    p.add_argument("--best-of", type=_number(int, "best-of", 1, 16), default=None,
+                   help="also measure the best of this many drafts, as visitors get them "
+                        "(default: the library's default; 1: the model's own draws only)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(run=run_evaluate)
 
 
 def run_evaluate(args) -> int:
     from . import evaluate
+    from .drafts import BEST_OF
     report = evaluate.evaluate(args.weights, args.irish, samples=args.samples,
-                               length=args.length, temperature=args.temperature)
+                               length=args.length, temperature=args.temperature,
+                               best_of=args.best_of or BEST_OF)
     print(json.dumps(report, indent=1) if args.json else evaluate.format_report(report))
     return 0
 
@@ -193,6 +205,35 @@ def quiet_tensorflow(verbose: bool) -> None:
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")  # absl's own C++ log (TF 2.16 and later)
     for name in ("absl", "tensorflow", "keras"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+# Lines TensorFlow 2.19 and later writes while it loads, through absl before absl reads any
+# log level: TF_CPP_MIN_LOG_LEVEL does not reach them (on CPUs where oneDNN's custom operations
+# are on, every import printed two).
+_START_UP_NOISE = ("oneDNN custom operations", "absl::InitializeLog", "cpu_feature_guard",
+                   "rebuild TensorFlow", "This TensorFlow binary is optimized")
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with file descriptor 2 held in a temporary file, then pass on every
+    line it wrote but the start-up noise. A no-op once TensorFlow is imported."""
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode(errors="replace").splitlines(keepends=True):
+                if not any(n in line for n in _START_UP_NOISE):
+                    sys.stderr.write(line)
 
 
 def main(argv: list[str] | None = None) -> int:

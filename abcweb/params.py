@@ -3,11 +3,11 @@
 A share link carries five settings and the id of the shipped model that wrote the tune; together
 they fix the tune completely:
 
-    ?seed=42&prime=X%3A&length=600&temperature=0.8&top_k=0&model=de2eb17119ae
+    ?seed=42&prime=X%3A&length=600&temperature=0.8&top_k=0&best=8&model=de2eb17119ae
 
 A server keeps every model it has shipped (checkpoint.shipped_models), so a link brings back its
 tune after new weights ship. Links made before they carried an id have settings but no `model`:
-they were all written by LEGACY_MODEL.
+they were all written by LEGACY_MODEL, as the model's own draw (best of 1).
 
 Reading a link never fails. Each parameter is read on its own; a missing one takes its default
 silently, and a bad one takes its default (non-numeric, non-finite) or is clamped to the
@@ -21,6 +21,8 @@ dashboard's range (out of range) with a message saying what was changed:
 | `length`      | 600     | LENGTH_MIN .. LENGTH_MAX; clamped, then rounded to LENGTH_STEP  |
 | `temperature` | 1.0     | 0 .. 2; clamped, then rounded to TEMPERATURE_STEP               |
 | `top_k`       | 0 (off) | 0 .. TOP_K_MAX; clamped                                         |
+| `best`        | 8       | drafts the tune is the best of, 1 .. MAX_BEST_OF; clamped;      |
+|               |         | absent from a link made before ids (no `model`) -> 1            |
 | `model`       | current | a model id (12 hex digits); not one -> the current model; absent  |
 |               |         | from a link with other settings -> LEGACY_MODEL                 |
 
@@ -37,13 +39,14 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from urllib.parse import urlencode
 
+from .drafts import BEST_OF, MAX_BEST_OF
 from .sampler import MAX_PRIME
 
 SEED_MAX = 2**32 - 1
 LENGTH_MIN, LENGTH_MAX, LENGTH_STEP = 10, 2000, 10
 TEMPERATURE_MIN, TEMPERATURE_MAX, TEMPERATURE_STEP = 0.0, 2.0, 0.05
 TOP_K_MAX = 40
-KEYS = ("seed", "prime", "length", "temperature", "top_k", "model")
+KEYS = ("seed", "prime", "length", "temperature", "top_k", "best", "model")
 # The shipped model until links carried ids (December 2026): every such link is its tune.
 LEGACY_MODEL = "de2eb17119ae"
 MODEL_ID = re.compile(r"[0-9a-f]{12}")
@@ -56,6 +59,7 @@ class Settings:
     length: int = 600
     temperature: float = 1.0
     top_k: int = 0
+    best: int = BEST_OF  # the tune is the best of this many drafts (abcweb/drafts.py)
     model: str = ""  # the id of the shipped model that writes it; "" is the current one
 
     def as_dict(self) -> dict:
@@ -134,6 +138,10 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
     top_k = d.top_k if get["top_k"] is None else _number(
         "top_k", get["top_k"], int, d.top_k, 0, TOP_K_MAX, messages)
 
+    legacy = get["model"] is None and any(get[k] is not None for k in KEYS)
+    best = (1 if legacy else d.best) if get["best"] is None else _number(
+        "best", get["best"], int, d.best, 1, MAX_BEST_OF, messages)
+
     model = d.model
     if get["model"] is not None:
         text = str(get["model"]).strip().lower()
@@ -142,10 +150,10 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
         else:
             messages.append(f"model {str(get['model'])[:40]!r} is not a model id: using the "
                             "current model")
-    elif any(get[k] is not None for k in KEYS):
+    elif legacy:
         model = LEGACY_MODEL
 
-    return Settings(int(seed), prime, int(length), float(temperature), int(top_k),
+    return Settings(int(seed), prime, int(length), float(temperature), int(top_k), int(best),
                     model), messages
 
 
@@ -159,6 +167,7 @@ def to_query(settings: Settings) -> dict[str, str]:
         "length": str(int(settings.length)),
         "temperature": f"{round_temperature(settings.temperature):g}",
         "top_k": str(int(settings.top_k)),
+        "best": str(int(settings.best)),
     }
     if settings.model:
         query["model"] = settings.model

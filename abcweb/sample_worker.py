@@ -120,11 +120,17 @@ def serve(fd_in: int, out) -> None:
             return
         try:
             s = sampler(req["path"], req["sha"], req.get("threads", 1))
-            tokens, logits = s.generate_arrays(req["prime"], req["length"], req["temperature"],
-                                               req["seeds"], req["top_k"], req["stop_at_end"])
-            texts = ["".join(s.vocab[t] for t in toks) for toks in tokens]
-            frame = _reply({"ok": True, "texts": texts, "shapes": [a.shape for a in logits]},
-                           logits)
+            args = (req["prime"], req["length"], req["temperature"], req["seeds"],
+                    req["top_k"], req["stop_at_end"])
+            if req.get("best"):  # judge the drafts here: only the chosen one goes back
+                i, text, lg, found = s.best_draft(*args)
+                frame = _reply({"ok": True, "texts": [text], "shapes": [lg.shape], "draft": i,
+                                "drafts": found}, [lg])
+            else:
+                tokens, logits = s.generate_arrays(*args)
+                texts = ["".join(s.vocab[t] for t in toks) for toks in tokens]
+                frame = _reply({"ok": True, "texts": texts,
+                                "shapes": [a.shape for a in logits]}, logits)
         except Exception as e:  # noqa: BLE001 - the caller raises it in the server
             frame = _reply({"ok": False, "type": type(e).__name__, "error": str(e)})
         _write(out, frame)
@@ -265,6 +271,22 @@ class Pool:
         request = {"path": path, "sha": sha, "prime": prime, "length": length,
                    "temperature": temperature, "seeds": seeds, "top_k": top_k,
                    "stop_at_end": stop_at_end, "threads": threads}
+        reply, logits = self._call(request, timeout)
+        return reply["texts"], logits
+
+    def best(self, path: str, sha: str, prime: str, length: int, temperature: float,
+             seeds: list[int], top_k: int, stop_at_end: bool,
+             timeout: float = REQUEST_TIMEOUT_S, threads: int | None = 1
+             ) -> tuple[int, str, np.ndarray, list[dict]]:
+        """Sampler.best_draft in a worker: the drafts never cross the pipe, only the one
+        chosen (its index, text and logits) and every draft's yardsticks."""
+        request = {"path": path, "sha": sha, "prime": prime, "length": length,
+                   "temperature": temperature, "seeds": seeds, "top_k": top_k,
+                   "stop_at_end": stop_at_end, "threads": threads, "best": True}
+        reply, logits = self._call(request, timeout)
+        return reply["draft"], reply["texts"][0], logits[0], reply["drafts"]
+
+    def _call(self, request: dict, timeout: float) -> tuple[dict, list[np.ndarray]]:
         for attempt in range(2):
             w = self._take()
             try:
@@ -282,7 +304,7 @@ class Pool:
             if reply["type"] in ("ValueError", "UnknownCharacters", "CheckpointError"):
                 raise ValueError(reply["error"])
             raise WorkerError(f"{reply['type']}: {reply['error']}")
-        return reply["texts"], logits
+        return reply, logits
 
     def close(self) -> None:
         """End every worker; the next request starts new ones."""

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt_io
+from . import drafts
 from .model import ModelConfig, encode
 
 MAX_LENGTH = 5000  # characters one call may generate
@@ -57,6 +58,8 @@ class Generation:
     top_k: int
     seed: int
     stopped: str  # "end" (a complete tune), "length"
+    draft: int = 0  # which of the drafts this is (abcweb/drafts.py); 0 is the seed's own tune
+    drafts: list[dict] = field(default_factory=list)  # each draft's yardsticks, when several
     _steps: list[Step] | None = field(default=None, repr=False)
 
     @property
@@ -372,8 +375,43 @@ class Sampler:
 
     # -- generation -------------------------------------------------------------------------
     def generate(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
-                 seed: int = 0, top_k: int = 0, stop_at_end: bool = True) -> Generation:
-        return self.generate_many(prime, length, temperature, [seed], top_k, stop_at_end)[0]
+                 seed: int = 0, top_k: int = 0, stop_at_end: bool = True,
+                 best_of: int = drafts.BEST_OF) -> Generation:
+        """A tune: the best of `best_of` drafts by the musical yardsticks (abcweb/drafts.py),
+        each the model's own tune for its draft seed; best_of=1 is the model's draw for
+        `seed` alone."""
+        best_of = _whole(best_of, "best-of")
+        if not 1 <= best_of <= drafts.MAX_BEST_OF:
+            raise ValueError(f"best-of must be from 1 to {drafts.MAX_BEST_OF}, not {best_of}")
+        if best_of == 1:
+            return self.generate_many(prime, length, temperature, [seed], top_k, stop_at_end)[0]
+        length, temperature, top_k, (seed,) = check_args(prime, length, temperature, top_k,
+                                                         len(self.vocab), [seed], stop_at_end)
+        encode(prime, self.vocab, "seed text")
+        seeds = drafts.draft_seeds(seed, best_of)
+        if self.backend == "numpy" and self.workers:
+            from .sample_worker import pool
+
+            i, text, logits, found = pool().best(str(self.ckpt.path), self.ckpt.sha256, prime,
+                                                 length, temperature, seeds, top_k,
+                                                 stop_at_end, threads=self.threads)
+        else:
+            i, text, logits, found = self.best_draft(prime, length, temperature, seeds, top_k,
+                                                     stop_at_end)
+        stopped = "end" if stop_at_end and len(text) < length else "length"
+        return Generation(prime, text, logits, self.vocab, temperature, top_k, seed, stopped,
+                          i, found)
+
+    def best_draft(self, prime: str, length: int, temperature: float, seeds: list[int],
+                   top_k: int, stop_at_end: bool) -> tuple[int, str, np.ndarray, list[dict]]:
+        """All drafts in one batch, judged: (chosen index, its text and logits, every
+        draft's yardsticks). Runs here; generate() sends it to a sampling worker."""
+        tokens, logits = self.generate_arrays(prime, length, temperature, seeds, top_k,
+                                              stop_at_end)
+        texts = ["".join(self.vocab[t] for t in toks) for toks in tokens]
+        judged = [drafts.judge(s, prime + t) for s, t in zip(seeds, texts)]
+        i = drafts.pick(judged)
+        return i, texts[i], logits[i], [d.as_dict() for d in judged]
 
     def generate_many(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
                       seeds: list[int] = (0,), top_k: int = 0, stop_at_end: bool = True

@@ -19,7 +19,7 @@ def test_missing_parameters_take_defaults_silently():
 
 def test_a_link_the_page_writes_comes_back_unchanged():
     s = Settings(seed=123456, prime="X:1\nM:6/8\nL:1/8\nK:G\n", length=450, temperature=0.85,
-                 top_k=7, model="0123456789ab")
+                 top_k=7, best=3, model="0123456789ab")
     back, messages = from_query(to_query(s))
     assert back == s
     assert messages == []
@@ -64,9 +64,9 @@ def test_bad_values_are_replaced_with_a_message(key, raw, expected, fragment):
     assert len(messages) >= 1
     assert any(fragment in m and key in m for m in messages), messages
     # Only the bad parameter changes (a link with settings and no model id predates ids).
-    assert settings.model == params.LEGACY_MODEL
+    assert settings.model == params.LEGACY_MODEL and settings.best == 1
     for other in params.KEYS:
-        if other not in (key, "model"):
+        if other not in (key, "model", "best"):
             assert getattr(settings, other) == getattr(DEFAULTS, other)
 
 
@@ -78,6 +78,12 @@ def test_links_name_their_model_and_old_links_name_the_model_they_were_made_with
     assert from_query({"seed": "5"})[0].model == params.LEGACY_MODEL
     assert from_query({"seed": "5", "model": " 0123456789AB "}) == (
         Settings(seed=5, model="0123456789ab"), [])
+    # Links before ids were the model's own draw; later ones say how many drafts.
+    assert from_query({"seed": "5"})[0].best == 1
+    assert from_query({})[0].best == params.BEST_OF
+    assert from_query({"seed": "5", "model": "0123456789ab"})[0].best == params.BEST_OF
+    s, messages = from_query({"best": "99", "model": "0123456789ab"})
+    assert s.best == params.MAX_BEST_OF and "best 99 is outside" in messages[0]
     for bad in ("xyz", "0123456789a", "0123456789abc", "../weights"):
         s, messages = from_query({"seed": "5", "model": bad})
         assert s.model == "" and "not a model id" in messages[0]
@@ -107,10 +113,11 @@ def test_repeated_parameters_take_the_last_value():
                           params.LENGTH_MAX // params.LENGTH_STEP),
        t=st.integers(0, 40), k=st.integers(0, params.TOP_K_MAX),
        prime=st.text(min_size=1, max_size=50).filter(lambda p: "\r" not in p),
+       best=st.integers(1, params.MAX_BEST_OF),
        model=st.from_regex(params.MODEL_ID, fullmatch=True))
-def test_round_trip_property(seed, length, t, k, prime, model):
+def test_round_trip_property(seed, length, t, k, prime, best, model):
     s = Settings(seed, prime, length * params.LENGTH_STEP, params.round_temperature(t * 0.05),
-                 k, model)
+                 k, best, model)
     assert from_query(to_query(s)) == (s, [])
 
 

@@ -87,6 +87,11 @@ def sidebar_sampling() -> None:
                    "above 1 is wilder.")
     st.slider("Top-k", 0, params.TOP_K_MAX, key="top_k",
               help="Draw only from the k likeliest characters (0: no cut).")
+    st.slider("Best of (drafts)", 1, params.MAX_BEST_OF, key="best",
+              help="The model writes this many drafts at once and the page keeps the one that "
+                   "is valid ABC, ends on its key's home note and keeps the meter best. Every "
+                   "draft is the model's own tune: the charts show its real probabilities. "
+                   "1: the model's single draw for this seed.")
 
 
 def sidebar_model() -> tuple[str, str]:
@@ -161,11 +166,12 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
     """The generation for the settings (cached); streamed into the page when writing it is
     expected to take long. Returns (generation, seconds, was cached) or None on an error."""
     args = (model_path(model), backend, settings.prime, settings.length,
-            settings.temperature, settings.seed, settings.top_k)
+            settings.temperature, settings.seed, settings.top_k, settings.best)
     try:
         # Streaming costs a second pass for the charts' logits: only worth it when the
         # text would otherwise keep a visitor waiting.
-        if (backend == "numpy" and args not in written()
+        # Drafts are judged once all are written: only the model's own draw can stream.
+        if (backend == "numpy" and settings.best == 1 and args not in written()
                 and seconds_per_char(*args[:2]) * settings.length > stream_after_s()):
             slot = st.empty()
             text = settings.prime
@@ -284,6 +290,16 @@ def verdict(g: Generation, tune: tunes.Tune | None, check, check_error: str | No
                    "them out).")
 
 
+def drafts_note(g: Generation) -> str:
+    """Which draft the page kept, and how many of the drafts were good (abcweb/drafts.py)."""
+    if len(g.drafts) < 2:
+        return ""
+    valid = sum(bool(d["valid"]) for d in g.drafts)
+    home = sum(d["ends_on_tonic"] for d in g.drafts)
+    return (f" · best of {len(g.drafts)} drafts: draft {g.draft + 1} kept ({valid} valid, "
+            f"{home} ending on the home note)")
+
+
 def file_stem(settings: params.Settings) -> str:
     return f"abcweb-seed{settings.seed}-t{settings.temperature:g}-k{settings.top_k}"
 
@@ -310,7 +326,8 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
     verdict(g, tune, check, check_error)
     st.caption(f"{len(g.generated)} characters written in {seconds:.2f} s "
                f"({'cached' if cached else backend})"
-               + (" · stopped at the end of the tune" if g.stopped == "end" else ""))
+               + (" · stopped at the end of the tune" if g.stopped == "end" else "")
+               + drafts_note(g))
 
     left, right = st.columns([5, 6], gap="medium")
     with left:

@@ -24,8 +24,8 @@ from abcweb.sampler import Generation, Sampler, load_sampler
 PAGES = {"generate": "views/generate.py", "train": "views/train.py", "about": "views/about.py"}
 # Settings that outlive a visit to another view: Streamlit forgets a widget's value when a run
 # does not draw it, unless the run writes it back (keep_settings).
-KEPT = ("seed", "prime", "length", "temperature", "top_k", "meter", "key", "model", "device",
-        "train_corpus", "train_recipe", "train_steps", "train_lr")
+KEPT = ("seed", "prime", "length", "temperature", "top_k", "best", "meter", "key", "model",
+        "device", "train_corpus", "train_recipe", "train_steps", "train_lr")
 SHIPPED = "shipped"
 EARLIER = "shipped:"  # + an id: a model shipped before the current one (weights/<id>/)
 MAX_SESSION_MODELS = 3  # trained models kept per browser session (each holds a temp folder)
@@ -84,10 +84,10 @@ def get_sampler(path: str | None, backend: str) -> Sampler:
 
 @st.cache_resource(show_spinner=False, max_entries=GENERATIONS_CACHED)
 def generate(path: str | None, backend: str, prime: str, length: int, temperature: float,
-             seed: int, top_k: int) -> tuple[Generation, float]:
+             seed: int, top_k: int, best: int) -> tuple[Generation, float]:
     t0 = time.perf_counter()
     g = get_sampler(path, backend).generate(prime, length, temperature, seed, top_k,
-                                            stop_at_end=True)
+                                            stop_at_end=True, best_of=best)
     return g, time.perf_counter() - t0
 
 
@@ -235,7 +235,8 @@ def current_settings() -> params.Settings:
     model = (s.model.removeprefix(EARLIER) if s.model.startswith(EARLIER)
              else current_model_id())
     return params.Settings(int(s.seed), s.prime, int(s.length),
-                           params.round_temperature(float(s.temperature)), int(s.top_k), model)
+                           params.round_temperature(float(s.temperature)), int(s.top_k),
+                           int(s.best), model)
 
 
 def session_models() -> dict[str, str]:

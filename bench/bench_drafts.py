@@ -1,0 +1,74 @@
+"""What best-of-N drafts buy and cost (abcweb/drafts.py).
+
+    PYTHONPATH=. .venv/bin/python bench/bench_drafts.py [--weights DIR] [--seeds 200]
+        [--temperature 1.0] [--max 16]
+
+Quality: for seeds 0..S-1 it writes the drafts of every seed (prime X:, up to 800 characters),
+judges each once with the yardsticks, and prints, for N = 1, 2, 4, 8, 16, the share of kept
+tunes that are valid, end on their tonic, and the share of their bars that fit the meter. N=1
+is the model's own draw: the model card's figures. (Drafts are written here in batches of 25
+seeds; the library writes a tune's N drafts as one batch, which can differ in a last float bit.)
+
+Cost: the CPU-seconds of `generate(prime="X:", length=600, best_of=N)` in this process (its
+thread plus the abc2midi checks it runs), median of 5 seeds, for each N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from abcweb import abctools, drafts, load_sampler  # noqa: E402
+
+
+def cpu_now() -> float:
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.thread_time() + kids.ru_utime + kids.ru_stime
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--seeds", type=int, default=200)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--max", type=int, default=16)
+    args = ap.parse_args()
+    s = load_sampler(args.weights, "numpy", workers=False)
+    ns = [n for n in (1, 2, 4, 8, 16) if n <= args.max]
+
+    judged: dict[int, list[drafts.Draft]] = {seed: [] for seed in range(args.seeds)}
+    for i in range(args.max):
+        for start in range(0, args.seeds, 25):
+            seeds = list(range(start, min(start + 25, args.seeds)))
+            gens = s.generate_many("X:", 800, args.temperature,
+                                   [drafts.draft_seeds(seed, i + 1)[i] for seed in seeds])
+            for seed, g in zip(seeds, gens):
+                judged[seed].append(drafts.judge(g.seed, g.text))
+
+    print(f"{s.ckpt.path}: {args.seeds} seeds, T={args.temperature}, prime X:, 800 chars")
+    print("| drafts | valid | ends on its tonic | bars fit the meter | CPU-s per 600-char tune |")
+    print("|---|---|---|---|---|")
+    for n in ns:
+        kept = [ds[drafts.pick(ds[:n])] for ds in judged.values()]
+        valid = sum(bool(d.valid) for d in kept) / len(kept)
+        tonic = sum(d.ends_on_tonic for d in kept) / len(kept)
+        bars = sum(d.bars for d in kept)
+        bad = sum(d.bad_bars for d in kept)
+        costs = []
+        for seed in range(1000, 1005):
+            abctools.clear_cache()  # a real request meets new drafts: no cached checks
+            t0 = cpu_now()
+            s.generate("X:", 600, args.temperature, seed, best_of=n)
+            costs.append(cpu_now() - t0)
+        print(f"| {n} | {valid:.1%} | {tonic:.1%} | {(bars - bad) / max(bars, 1):.1%} "
+              f"({bars - bad}/{bars}) | {statistics.median(costs):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
