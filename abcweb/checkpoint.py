@@ -166,6 +166,13 @@ def shipped_models(path: str | Path | None = None) -> dict[str, Path]:
     return found
 
 
+def folder_for(model_id: str, path: str | Path | None = None) -> Path:
+    """The folder of a shipped model by its id, as a share link names it: the current one for
+    "" or an id this checkout does not have."""
+    models = shipped_models(path)
+    return models.get(model_id) or next(iter(models.values()))
+
+
 def resolve(path: str | Path | None) -> Path:
     folder = SHIPPED if path is None else Path(path)
     return folder.parent if folder.name == MANIFEST else folder

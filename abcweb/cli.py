@@ -108,8 +108,9 @@ def add_train(sub) -> None:
                        "--recipe shipped retrains the shipped model.")
     p.add_argument("--out", required=True, help="checkpoint folder to write (and resume from)")
     p.add_argument("--recipe", choices=["shipped", "transposed"],
-                   help="shipped: the first shipped model from scratch; transposed: the shipped "
-                   "model, continued on the same mix plus transposed copies")
+                   help="shipped: the earlier shipped model from scratch; transposed: the "
+                   "current one, continuing the earlier one (weights/de2eb17119ae) on the same "
+                   "mix plus transposed copies")
     p.add_argument("--irish", help="path to irish.abc (its train split is used; the held-out "
                    "tunes never are)")
     p.add_argument("--corpus", action="append", default=[],

@@ -37,11 +37,11 @@ def check_tunes(texts: list[str | None]) -> dict:
             "bars": bars, "bar_match_share": (bars - bad) / bars if bars else 0.0}
 
 
-def sampler_speed(s: Sampler, length: int = 600, runs: int = 7) -> float:
+def sampler_speed(s: Sampler, length: int = 600, runs: int = 7, best_of: int = 1) -> float:
     times = []
     for seed in range(runs):
         t = time.perf_counter()
-        s.generate("X:", length, 1.0, seed=seed, stop_at_end=False)
+        s.generate("X:", length, 1.0, seed=seed, stop_at_end=False, best_of=best_of)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -113,6 +113,8 @@ def evaluate(weights: str | None, irish_path: str, samples: int = 200, length: i
                                best_distances=yardsticks.compare(music_best, music_real))
     report["notebook_style"] = notebook_style(s, irish.heldout.tunes)
     report["sample_600_seconds"] = sampler_speed(s)
+    if best_of > 1:
+        report["best_600_seconds"] = sampler_speed(s, best_of=best_of)
     report["evaluate_seconds"] = time.perf_counter() - t0
     return report
 
@@ -137,7 +139,9 @@ def format_report(r: dict) -> str:
         f"with '!' after a held-out irish.abc header ({r['notebook_style']['tunes']} tunes, "
         f"{r['notebook_style']['valid_share']:.0%} valid)",
         f"600 chars          {r['sample_600_seconds'] * 1000:.0f} ms (median of 7, NumPy "
-        "sampler, batch 1; target < 300 ms)",
+        "sampler, batch 1; target < 300 ms)"
+        + (f"; best of {r['music']['best_of']} drafts {r['best_600_seconds'] * 1000:.0f} ms"
+           if "best_600_seconds" in r else ""),
     ]
     if "music" in r:
         lines += ["", music_table(r["music"])]

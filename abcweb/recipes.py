@@ -40,8 +40,8 @@ SHIPPED_SETTINGS = TrainSettings(steps=6000, batch=64, seq_len=100, learning_rat
 # the same mix plus transposed copies of every training tune: four times the data in the
 # yardstick's style, so it can train longer before it overfits.
 PREVIOUS_MODEL = "weights/de2eb17119ae"
-TRANSPOSED_SETTINGS = TrainSettings(steps=5000, batch=64, seq_len=100, learning_rate=1.5e-3,
-                                    min_learning_rate=5e-5, decay_steps=4900, warmup_steps=100,
+TRANSPOSED_SETTINGS = TrainSettings(steps=3000, batch=64, seq_len=100, learning_rate=1.5e-3,
+                                    min_learning_rate=5e-5, decay_steps=2900, warmup_steps=100,
                                     eval_every=250, checkpoint_every=250, precision="auto")
 IRISH_SETTINGS = TrainSettings(steps=400, batch=64, seq_len=100, learning_rate=3e-4,
                                eval_every=50, checkpoint_every=50, precision="auto")
@@ -150,9 +150,12 @@ def plan_from_args(args, corpora) -> Plan:
 
 def pretrained_info(ck: ckpt_io.Checkpoint) -> dict:
     """A fine-tuning run's starting record: where its weights came from, and their story."""
-    keep = ("steps", "history", "data", "settings", "train_seconds", "val_bpc", "val_irish")
+    keep = ("history", "data", "settings", "train_seconds", "val_bpc", "val_irish",
+            "finetuned_from")
+    # Steps count the whole lineage: a run continued from a fine-tuned model has all of them.
     return {"finetuned_from": str(ck.path), "steps": 0,
-            "pretrained": {k: ck.info[k] for k in keep if k in ck.info}}
+            "pretrained": {"steps": ck.total_steps,
+                           **{k: ck.info[k] for k in keep if k in ck.info}}}
 
 
 def irish_phase(plan: Plan, corpora) -> Plan:

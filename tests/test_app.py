@@ -35,13 +35,22 @@ def model_dir() -> str | None:
     return WEIGHTS
 
 
-def run_app(query: dict | None = None, timeout: float = 90) -> AppTest:
+def run_app(query: dict | None = None, timeout: float = 90, legacy: bool = False) -> AppTest:
+    """The page opened at a link. A link names its model, as the page's own links do, unless
+    `legacy` (a link made before links carried ids)."""
     at = AppTest.from_file(APP, default_timeout=timeout)
+    if query and not legacy and "model" not in query:
+        query = {**query, "model": checkpoint.model_id(WEIGHTS)}
     for k, v in (query or {}).items():
         at.query_params[k] = v
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def earlier_models() -> int:
+    """Shipped models kept for old links: the Model box offers them too."""
+    return len(checkpoint.shipped_models(WEIGHTS)) - 1
 
 
 def tune_of(at: AppTest) -> str:
@@ -67,7 +76,9 @@ def texts(elements) -> list[str]:
 
 
 def expected_text(model_dir, s: params.Settings) -> str:
-    return load_sampler(model_dir, "numpy").generate(
+    """The library's tune for settings, with the model their link names (a link with no id
+    names the model shipped before ids, where this checkout keeps it)."""
+    return load_sampler(checkpoint.folder_for(s.model, model_dir), "numpy").generate(
         s.prime, s.length, s.temperature, s.seed, s.top_k, stop_at_end=True,
         best_of=s.best).text
 
@@ -118,8 +129,7 @@ def test_moving_the_temperature_writes_a_new_tune_at_once(model_dir):
     assert not at.exception
     after = tune_of(at)
     assert after != before
-    # A link with no model id was made before drafts: the model's own draw.
-    assert after == expected_text(model_dir, params.Settings(seed=4, temperature=0.5, best=1))
+    assert after == expected_text(model_dir, params.Settings(seed=4, temperature=0.5))
     assert "temperature=0.5" in at.sidebar.code[0].value
     prob = charts_of(at)["Probability of each chosen character"]
     assert "temperature 0.5" in prob["title"]["subtitle"]
@@ -152,7 +162,7 @@ def test_links_bring_back_tunes_of_earlier_shipped_models(tmp_path, monkeypatch)
     assert f"model={new_id}" in at.sidebar.code[0].value
 
     # A link from before ids: the model shipped then, or (here, where it is missing) this one.
-    at = run_app({k: v for k, v in params.to_query(s).items() if k != "model"})
+    at = run_app({k: v for k, v in params.to_query(s).items() if k != "model"}, legacy=True)
     assert tune_of(at) == expected_text(current, s)
     assert not [w for w in texts(at.warning) if w.startswith("From the link")]
 
@@ -248,7 +258,7 @@ def test_slow_generation_is_streamed_into_the_page(model_dir, monkeypatch):
             yield chunk
 
     monkeypatch.setattr(Sampler, "stream", spy)
-    s = params.Settings(seed=606, temperature=1.15, length=300)
+    s = params.Settings(seed=606, temperature=1.15, length=300, best=1)  # drafts never stream
     at = run_app(params.to_query(s))
     text = expected_text(model_dir, s)
     assert tune_of(at) == text
@@ -265,7 +275,7 @@ def test_a_fast_model_is_not_streamed_even_on_a_fresh_server(model_dir, monkeypa
     shared.seconds_per_char.clear()
     streamed = []
     monkeypatch.setattr(Sampler, "stream", lambda *a, **k: streamed.append(a) or iter(()))
-    s = params.Settings(seed=607, length=600)
+    s = params.Settings(seed=607, length=600, best=1)  # only a single draw could stream
     at = run_app(params.to_query(s))
     assert tune_of(at) == expected_text(model_dir, s)
     assert streamed == []
@@ -364,7 +374,7 @@ def test_training_in_the_page_gives_a_model_for_this_session_only(model_dir):
     # "Use this model" opens the Generate view on the new model.
     next(b for b in at.button if b.label == "Use this model for sampling").click().run()
     assert not at.exception
-    assert len(at.sidebar.selectbox(key="model").options) == 2
+    assert len(at.sidebar.selectbox(key="model").options) == 2 + earlier_models()
     assert at.session_state["model"] == str(job.checkpoint_path)
     mine = tune_of(at)
     assert mine == job.sampler().generate("X:", 600, 1.0, 0, 0).text
@@ -392,7 +402,7 @@ def test_stop_ends_training_early_and_keeps_the_model(model_dir):
     at.run()
     assert any(s.startswith("Stopped early") for s in texts(at.success))
     at.switch_page(GENERATE).run()
-    assert len(at.sidebar.selectbox(key="model").options) == 2
+    assert len(at.sidebar.selectbox(key="model").options) == 2 + earlier_models()
     job.cleanup()
 
 

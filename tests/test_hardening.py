@@ -40,7 +40,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from abcweb import abctools, checkpoint, cli, corpus, tooling, tunes
+from abcweb import abctools, checkpoint, cli, corpus, params, tooling, tunes
 from abcweb.model import preset
 from abcweb.sampler import MAX_LENGTH, MAX_PRIME, Generation, load_sampler
 
@@ -686,10 +686,11 @@ def texts(elements) -> list[str]:
 
 def expected(model_dir, prime="X:", length=600, temperature=1.0, seed=0, top_k=0,
              best=1) -> str:
-    """The library's tune; best=1 by default, as for a link with no model id (written before
-    ids and drafts), which is what these tests open."""
-    return load_sampler(model_dir, "numpy").generate(prime, length, temperature, seed, top_k,
-                                                     stop_at_end=True, best_of=best).text
+    """The library's tune for a link with no model id (written before ids and drafts), which
+    is what these tests open: the model shipped then, as its own draw."""
+    folder = checkpoint.folder_for(params.LEGACY_MODEL, model_dir)
+    return load_sampler(folder, "numpy").generate(prime, length, temperature, seed, top_k,
+                                                  stop_at_end=True, best_of=best).text
 
 
 @pytest.mark.parametrize("query, words", [
@@ -971,7 +972,9 @@ def test_a_damaged_trained_model_falls_back_to_the_shipped_model(model_dir):
             any("cannot be loaded" in w and "damaged" in w for w in texts(at.warning))
         shown = " ".join(texts(at.error) + texts(at.warning))
         assert str(job.folder) not in shown and tempfile.gettempdir() + "/" not in shown, shown
-        assert at.session_state["_text"] == expected(model_dir, length=200, seed=4)
+        # The fallback is the current shipped model, with the link's settings (best of 1).
+        assert at.session_state["_text"] == load_sampler(model_dir, "numpy").generate(
+            "X:", 200, 1.0, 4, 0, stop_at_end=True, best_of=1).text
     finally:
         job.cleanup()
 
