@@ -19,12 +19,13 @@ dashboard's range (out of range) with a message saying what was changed:
 | `prime`       | `X:`    | the seed text, 1 .. MAX_PRIME characters; empty -> default,     |
 |               |         | longer -> cut (unknown characters are the sampler's to refuse)  |
 | `length`      | 600     | LENGTH_MIN .. LENGTH_MAX; clamped, then rounded to LENGTH_STEP  |
-| `temperature` | 1.0     | 0 .. 2; clamped, then rounded to TEMPERATURE_STEP               |
+| `temperature` | 0.9     | 0 .. 2; clamped, then rounded to TEMPERATURE_STEP               |
 | `top_k`       | 0 (off) | 0 .. TOP_K_MAX; clamped                                         |
-| `best`        | 8       | drafts the tune is the best of, 1 .. MAX_BEST_OF; clamped;      |
-|               |         | absent from a link made before ids (no `model`) -> 1            |
-| `model`       | current | a model id (12 hex digits); not one -> the current model; absent  |
-|               |         | from a link with other settings -> LEGACY_MODEL                 |
+| `best`        | 8       | drafts the tune is the best of, 1 .. MAX_BEST_OF; clamped       |
+| `model`       | current | a model id (12 hex digits); not one -> the current model        |
+
+A link with settings but no `model` was made before links carried ids: what it leaves out
+takes LEGACY_DEFAULTS (LEGACY_MODEL, best of 1, temperature 1.0).
 
 Rounding to the sliders' steps keeps a link's settings and the page's widgets the same values,
 so the tune a link brings back is the one the widgets describe. Links the page writes are always
@@ -57,7 +58,9 @@ class Settings:
     seed: int = 0
     prime: str = "X:"
     length: int = 600
-    temperature: float = 1.0
+    # 0.9 by the yardsticks (weights/README.md): at 1.0 the best of 8 fits 98.1% of its bars to
+    # the meter, at 0.9 99.0%, with as real a melody; at 0.8 the melody grows plainer.
+    temperature: float = 0.9
     top_k: int = 0
     best: int = BEST_OF  # the tune is the best of this many drafts (abcweb/drafts.py)
     model: str = ""  # the id of the shipped model that writes it; "" is the current one
@@ -67,6 +70,9 @@ class Settings:
 
 
 DEFAULTS = Settings()
+# What a link made before links carried a model id meant: the model shipped then, its own
+# draw, at the temperature that was the default then.
+LEGACY_DEFAULTS = Settings(temperature=1.0, best=1, model=LEGACY_MODEL)
 
 
 def round_temperature(t: float) -> float:
@@ -103,8 +109,11 @@ def _number(name: str, raw, kind, default, low, high, messages: list[str]):
 def from_query(query: Mapping) -> tuple[Settings, list[str]]:
     """Settings from query parameters, and one message per parameter that was changed."""
     messages: list[str] = []
-    d = DEFAULTS
     get = {k: _first(query.get(k)) for k in KEYS}
+    # A link with settings but no model id was made before ids: what it leaves out takes the
+    # defaults of its day.
+    legacy = get["model"] is None and any(get[k] is not None for k in KEYS)
+    d = LEGACY_DEFAULTS if legacy else DEFAULTS
 
     seed = d.seed if get["seed"] is None else _number(
         "seed", get["seed"], int, d.seed, 0, SEED_MAX, messages)
@@ -138,8 +147,7 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
     top_k = d.top_k if get["top_k"] is None else _number(
         "top_k", get["top_k"], int, d.top_k, 0, TOP_K_MAX, messages)
 
-    legacy = get["model"] is None and any(get[k] is not None for k in KEYS)
-    best = (1 if legacy else d.best) if get["best"] is None else _number(
+    best = d.best if get["best"] is None else _number(
         "best", get["best"], int, d.best, 1, MAX_BEST_OF, messages)
 
     model = d.model
@@ -150,8 +158,6 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
         else:
             messages.append(f"model {str(get['model'])[:40]!r} is not a model id: using the "
                             "current model")
-    elif legacy:
-        model = LEGACY_MODEL
 
     return Settings(int(seed), prime, int(length), float(temperature), int(top_k), int(best),
                     model), messages

@@ -66,6 +66,14 @@ def temperature_slider(page):
 SCREENSHOT_QUERY = "?seed=2&prime=X%3A1%0AM%3A6%2F8%0AL%3A1%2F8%0AK%3AG%0A&temperature=0.8"
 
 
+def with_model(query: str, weights: str | None) -> str:
+    """The query naming the model, as the page's own links do: a link without an id is read
+    as made before ids (the earlier model's own draw, no drafts)."""
+    from abcweb.checkpoint import model_id
+
+    return query if "model=" in query else f"{query}&model={model_id(weights)}"
+
+
 def screenshot(path: str, weights: str | None, query: str = SCREENSHOT_QUERY) -> None:
     """The page as a visitor first sees it, sidebar, tune and charts in one tall image."""
     from playwright.sync_api import sync_playwright
@@ -75,7 +83,7 @@ def screenshot(path: str, weights: str | None, query: str = SCREENSHOT_QUERY) ->
         browser = bs.launch(p)
         # Streamlit scrolls inside its main block: a tall window shows the whole page.
         page = browser.new_page(viewport={"width": 1440, "height": 1900})
-        page.goto(url + query)
+        page.goto(url + with_model(query, weights))
         page.wait_for_function(READY, timeout=60_000, polling=50)
         page.wait_for_timeout(1500)  # let Vega finish its transitions
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +100,7 @@ def measure(moves: int, weights: str | None, query: str) -> dict:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         t_start = time.perf_counter()
         with bs.app_server(env) as (url, t_health):
-            page.goto(url + query)
+            page.goto(url + with_model(query, weights))
             page.wait_for_selector('input[type="range"][aria-label="Temperature"]',
                                    timeout=60_000)
             t_controls = time.perf_counter() - t_start
@@ -124,7 +132,7 @@ def main() -> int:
     ap.add_argument("--weights", default=None,
                     help="checkpoint folder instead of weights/ (sets ABCWEB_WEIGHTS)")
     ap.add_argument("--query", default="?seed=1&temperature=0.6",
-                    help="query string to open the page with")
+                    help="query string to open the page with (the model's id is added)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--screenshot", metavar="PNG", default=None,
                     help="only write a screenshot of the page (docs/screenshot.png)")

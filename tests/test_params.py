@@ -63,11 +63,11 @@ def test_bad_values_are_replaced_with_a_message(key, raw, expected, fragment):
     assert getattr(settings, key) == expected
     assert len(messages) >= 1
     assert any(fragment in m and key in m for m in messages), messages
-    # Only the bad parameter changes (a link with settings and no model id predates ids).
-    assert settings.model == params.LEGACY_MODEL and settings.best == 1
+    # Only the bad parameter changes; a link with settings and no model id predates ids, so
+    # the rest take the defaults of that day.
     for other in params.KEYS:
-        if other not in (key, "model", "best"):
-            assert getattr(settings, other) == getattr(DEFAULTS, other)
+        if other != key:
+            assert getattr(settings, other) == getattr(params.LEGACY_DEFAULTS, other)
 
 
 def test_links_name_their_model_and_old_links_name_the_model_they_were_made_with():
@@ -79,7 +79,8 @@ def test_links_name_their_model_and_old_links_name_the_model_they_were_made_with
     assert from_query({"seed": "5", "model": " 0123456789AB "}) == (
         Settings(seed=5, model="0123456789ab"), [])
     # Links before ids were the model's own draw; later ones say how many drafts.
-    assert from_query({"seed": "5"})[0].best == 1
+    assert from_query({"seed": "5"})[0] == params.Settings(
+        seed=5, temperature=1.0, best=1, model=params.LEGACY_MODEL)
     assert from_query({})[0].best == params.BEST_OF
     assert from_query({"seed": "5", "model": "0123456789ab"})[0].best == params.BEST_OF
     s, messages = from_query({"best": "99", "model": "0123456789ab"})
