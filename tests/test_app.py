@@ -227,7 +227,7 @@ def test_meter_and_key_choices_write_the_header(model_dir):
 
 def test_picking_a_step_shows_its_distribution(model_dir):
     at = run_app({"seed": "2"})
-    g = load_sampler(model_dir, "numpy").generate("X:", 600, 1.0, 2, 0)
+    g = load_sampler(model_dir, "numpy").generate("X:", 600, params.DEFAULTS.temperature, 2, 0)
     # A new tune starts at its most surprising character.
     surprise = min(range(len(g.generated)), key=lambda i: g.steps[i].prob)
     assert at.session_state["step"] == surprise
@@ -377,7 +377,7 @@ def test_training_in_the_page_gives_a_model_for_this_session_only(model_dir):
     assert len(at.sidebar.selectbox(key="model").options) == 2 + earlier_models()
     assert at.session_state["model"] == str(job.checkpoint_path)
     mine = tune_of(at)
-    assert mine == job.sampler().generate("X:", 600, 1.0, 0, 0).text
+    assert mine == job.sampler().generate("X:", 600, params.DEFAULTS.temperature, 0, 0).text
     assert any("shipped model" in c for c in texts(at.sidebar.caption))
     # Another visitor still samples the shipped model.
     other = run_app()

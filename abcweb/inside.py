@@ -1,0 +1,85 @@
+"""Inside the LSTM: every unit's cell state, hidden state and gates at every character.
+
+    from abcweb.inside import lstm_states
+    st = lstm_states(sampler.ckpt, text)   # or a Checkpoint loaded from any folder
+    st.c[layer, t, unit]                   # after reading text[t]; likewise h, i, f, o
+
+A sampler only needs the last hidden state; a learner wants the whole story (the notebook's
+first page: a cell state that keeps information across steps, gates that decide what to
+forget, a hidden state that reacts to new input). The text is known in full, so each layer's
+input projection for every character is one matrix product; only the recurrence runs a
+character at a time.
+
+The equations are Keras's LSTM (gates in the order input, forget, cell, output):
+    i, f, o = sigmoid(x W + h R + b) parts;  g = tanh(...) part
+    c_t = f * c_(t-1) + i * g;               h_t = o * tanh(c_t)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checkpoint import Checkpoint
+from .model import encode
+
+MAX_CHARS = 20_000  # a text longer than this is refused (the arrays grow with it)
+
+
+@dataclass
+class States:
+    """Arrays of shape [layers, characters, units]: the values after reading each character."""
+    text: str
+    c: np.ndarray  # cell state
+    h: np.ndarray  # hidden state (what the next layer and the output read)
+    i: np.ndarray  # input gate
+    f: np.ndarray  # forget gate
+    o: np.ndarray  # output gate
+
+    @property
+    def layers(self) -> int:
+        return self.c.shape[0]
+
+    @property
+    def units(self) -> int:
+        return self.c.shape[2]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * np.tanh(0.5 * x) + 0.5  # exact, and no overflow warning for large |x|
+
+
+def lstm_states(ckpt: Checkpoint, text: str) -> States:
+    """The LSTM's states and gates at every character of `text`, from a zero state."""
+    if not text:
+        raise ValueError("no text to read: give at least one character")
+    if len(text) > MAX_CHARS:
+        raise ValueError(f"the text is {len(text):,} characters; the most is {MAX_CHARS:,}")
+    cfg, w = ckpt.config, ckpt.weights
+    ids = encode(text, cfg.vocab)  # UnknownCharacters names what the model cannot read
+    steps, units = len(ids), cfg.units
+    shape = (cfg.layers, steps, units)
+    out = {k: np.empty(shape, np.float32) for k in ("c", "h", "i", "f", "o")}
+    x = w["embedding"][ids]  # [steps, embedding]
+    for layer in range(cfg.layers):
+        pre = x @ w[f"lstm_{layer}/kernel"] + w[f"lstm_{layer}/bias"]  # [steps, 4 units]
+        recurrent = w[f"lstm_{layer}/recurrent_kernel"]
+        h = np.zeros(units, np.float32)
+        c = np.zeros(units, np.float32)
+        gates = np.empty((steps, 4 * units), np.float32)
+        cs = out["c"][layer]
+        hs = out["h"][layer]
+        for t in range(steps):
+            z = pre[t] + h @ recurrent
+            sig = _sigmoid(z[: 2 * units])
+            og = _sigmoid(z[3 * units:])
+            c = sig[units:] * c + sig[:units] * np.tanh(z[2 * units: 3 * units])
+            h = og * np.tanh(c)
+            cs[t], hs[t] = c, h
+            gates[t, : 2 * units], gates[t, 2 * units: 3 * units] = sig, og
+        out["i"][layer] = gates[:, :units]
+        out["f"][layer] = gates[:, units: 2 * units]
+        out["o"][layer] = gates[:, 2 * units: 3 * units]
+        x = hs  # the next layer reads this one's hidden states
+    return States(text, **out)
