@@ -147,6 +147,32 @@ def run_train(args) -> int:
     return recipes.run_plan(plan, log=lambda s: print(s, file=sys.stderr, flush=True))
 
 
+# -- cells -------------------------------------------------------------------------------------
+def add_cells(sub) -> None:
+    p = sub.add_parser("cells", help="find the LSTM units that track ABC structure",
+                       description="For each named feature of ABC text (header, position in "
+                       "the bar and the line, chords, slurs, grace notes), the unit whose cell "
+                       "or hidden state follows it best (Pearson r) over irish.abc's held-out "
+                       "tunes, or a bundled collection's validation tunes.")
+    p.add_argument("--irish", default=os.environ.get("ABCWEB_IRISH", "../shared/data/irish.abc"),
+                   help="path to irish.abc (its held-out tunes are read)")
+    p.add_argument("--corpus", help="read this bundled collection's validation tunes instead "
+                   "(e.g. ryansMammoth, which has slurs and grace notes)")
+    p.add_argument("--weights", help="checkpoint folder (default: the shipped weights)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(run=run_cells)
+
+
+def run_cells(args) -> int:
+    from . import checkpoint, corpus
+    from .inside import cells_table, find_cells
+    tunes = (corpus.load(args.corpus).split()[1].tunes if args.corpus
+             else corpus.load_irish(args.irish).heldout.tunes)
+    rows = find_cells(checkpoint.load(args.weights), list(tunes))
+    print(json.dumps(rows, indent=1) if args.json else cells_table(rows))
+    return 0
+
+
 # -- evaluate ----------------------------------------------------------------------------------
 def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="measure a model: bits per character and valid tunes",
@@ -185,6 +211,7 @@ def build_parser() -> Parser:
     add_sample(sub)
     add_train(sub)
     add_evaluate(sub)
+    add_cells(sub)
     try:
         from .abctools import add_render_parser, run_render
     except ImportError:

@@ -83,3 +83,58 @@ def lstm_states(ckpt: Checkpoint, text: str) -> States:
         out["o"][layer] = gates[:, 2 * units: 3 * units]
         x = hs  # the next layer reads this one's hidden states
     return States(text, **out)
+
+
+TRACKS = 0.3  # |r| below this: no unit tracks the feature
+
+
+def find_cells(ckpt: Checkpoint, texts: list[str]) -> list[dict]:
+    """For each named feature (abcweb/features.py), the unit whose cell state and the unit
+    whose hidden state follow it best over the texts (each read from a zero state): Pearson r
+    over every character where the feature is defined."""
+    from .features import FEATURES, features
+
+    feats = {name: [] for name in FEATURES}
+    cs, hs = [], []
+    for text in texts:
+        st = lstm_states(ckpt, text)
+        # Units of every layer side by side: column k is layer k // units, unit k % units.
+        cs.append(np.concatenate(list(st.c), 1))
+        hs.append(np.concatenate(list(st.h), 1))
+        for name, values in features(text).items():
+            feats[name].append(values)
+    states = {"c": np.concatenate(cs), "h": np.concatenate(hs)}
+    units = ckpt.config.units
+    rows = []
+    for name, parts in feats.items():
+        f = np.concatenate(parts).astype(np.float64)
+        ok = ~np.isnan(f)
+        row = {"feature": name, "about": FEATURES[name], "chars": int(ok.sum()),
+               "varies": bool(ok.any() and np.nanmax(f) > np.nanmin(f))}
+        for kind, s in states.items():
+            x = f[ok] - f[ok].mean()
+            y = s[ok].astype(np.float64)
+            y -= y.mean(0)
+            den = np.sqrt((x ** 2).sum() * (y ** 2).sum(0))
+            r = np.divide(x @ y, den, out=np.zeros(y.shape[1]), where=den > 0)
+            k = int(np.argmax(np.abs(r)))
+            row[kind] = {"layer": k // units, "unit": k % units, "r": float(r[k])}
+        row["tracked"] = row["varies"] and max(abs(row["c"]["r"]), abs(row["h"]["r"])) >= TRACKS
+        rows.append(row)
+    return rows
+
+
+def cells_table(rows: list[dict]) -> str:
+    """find_cells' result as a Markdown table."""
+    def cell(x: dict) -> str:
+        return f"layer {x['layer']} unit {x['unit']}: r = {x['r']:+.2f}"
+
+    lines = ["| feature | best cell state c | best hidden state h | verdict |",
+             "|---|---|---|---|"]
+    for r in rows:
+        verdict = ("tracked" if r["tracked"] else
+                   f"no unit tracks it (all |r| < {TRACKS})" if r["varies"] else
+                   "never changes in these tunes: nothing to track")
+        c, h = (cell(r["c"]), cell(r["h"])) if r["varies"] else ("-", "-")
+        lines.append(f"| {r['feature']}: {r['about']} | {c} | {h} | {verdict} |")
+    return "\n".join(lines)

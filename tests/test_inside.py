@@ -43,3 +43,49 @@ def test_bad_text_is_refused_clearly(one_layer_dir):
         lstm_states(ck, "")
     with pytest.raises(UnknownCharacters):
         lstm_states(ck, "X:1\nT:Caf\u00e9 \u2603\n")
+
+
+def test_features_follow_the_abc():
+    from abcweb.features import features
+
+    tune = "X:1\nM:6/8\nL:1/8\nK:D\n|:dAF [DF]FA|(de) {g}fe dB:|\n"
+    f = features(tune)
+    body = tune.index("|:")
+    assert list(f["in_header"][:body]) == [1.0] * body and f["in_header"][body] == 0
+    assert np.isnan(f["bar_position"][:body]).all()  # no bar in a header
+    # Bar position: 0 at the bar line, 3/6 after dAF, back to 0 at the next bar line.
+    assert f["bar_position"][body] == 0 and f["bar_position"][tune.index("[DF]")] == 0.5
+    second = tune.index("(de)")
+    assert f["bar_position"][second] == 0 and f["beat"][tune.index("fe")] == 0
+    assert f["beat"][tune.index("dB:")] == 1  # the second dotted quarter of 6/8
+    assert f["line_position"][tune.index("M:6/8") + 2] == 2
+    assert f["since_bar"][second - 1] == 0 and f["since_bar"][second] == 1
+    chord = tune.index("[DF]")
+    assert list(f["in_chord"][chord: chord + 4]) == [1, 1, 1, 0] and f["in_chord"][chord - 1] == 0
+    assert f["in_slur"][second + 1] == 1 and f["in_slur"][second + 4] == 0
+    assert f["in_grace"][tune.index("{g}") + 1] == 1 and f["in_grace"][tune.index("fe")] == 0
+
+
+@pytest.mark.slow
+def test_the_shipped_model_has_cells_for_the_header_and_the_bar(irish_path):
+    from abcweb import corpus
+    from abcweb.inside import cells_table, find_cells
+
+    tunes = list(corpus.load_irish(irish_path).heldout.tunes)[:20]
+    rows = {r["feature"]: r for r in find_cells(checkpoint.load(None), tunes)}
+    for name in ("in_header", "bar_position", "since_bar", "line_position"):
+        best = max(abs(rows[name]["c"]["r"]), abs(rows[name]["h"]["r"]))
+        assert rows[name]["tracked"] and best > 0.5, rows[name]
+    # irish.abc's held-out tunes have no chords: said so, not given a made-up unit.
+    assert not rows["in_chord"]["varies"] and not rows["in_chord"]["tracked"]
+    assert "never changes in these tunes" in cells_table(list(rows.values()))
+
+
+@pytest.mark.slow
+def test_the_cells_command_prints_the_table(irish_path, capsys):
+    from abcweb import cli
+
+    assert cli.main(["cells", "--irish", str(irish_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| feature | best cell state c |")
+    assert "| in_header: inside the header" in out and "r = " in out
