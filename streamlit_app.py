@@ -28,6 +28,8 @@ def main() -> None:
     page = st.navigation([
         st.Page(PAGES["generate"], title="Generate", icon=":material/music_note:",
                 default=True),
+        st.Page(PAGES["inside"], title="Inside the LSTM", icon=":material/neurology:",
+                url_path="inside"),
         st.Page(PAGES["train"], title="Train", icon=":material/model_training:",
                 url_path="train"),
         st.Page(PAGES["about"], title="About", icon=":material/info:", url_path="about"),

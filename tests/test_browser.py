@@ -271,3 +271,34 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def test_inside_the_lstm_colours_the_tune_by_a_unit_and_charts_it(page, server):
+    """The Inside view of a shared tune: its text coloured character by character by a unit
+    the model card found, that unit's states and gates, every unit's gate saturation; then
+    another unit from the picker."""
+    model = checkpoint.model_id(os.environ.get("ABCWEB_WEIGHTS") or None)
+    open_page(page, f"{server}/?seed=5&model={model}")
+    page.get_by_role("link", name="Inside the LSTM").click()
+    cells = page.locator('[data-testid="abcweb-cells-text"]')
+    cells.wait_for()
+    # The unit's states and gates, and every unit's gate saturation.
+    page.wait_for_function("() => document.querySelectorAll("
+                           "'[data-testid=stVegaLiteChart] svg').length === 2")
+    idle(page)
+    spans = cells.locator("span")
+    assert spans.count() > 50  # one per character of the tune
+    first = [spans.nth(i).get_attribute("title") for i in range(40)]
+    assert all(re.fullmatch(r"[+-]\d\.\d\d", t) for t in first)
+    picker = page.get_by_role("combobox", name="Unit")
+    assert picker.input_value().startswith("inside the header")  # the found cells come first
+    picker.click()
+    page.keyboard.type("layer 0 unit 7: hidden")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('[data-testid=stVegaLiteChart] svg text'))"
+        ".some(t => t.textContent.includes('Layer 0 unit 7:'))")
+    idle(page)
+    after = [spans.nth(i).get_attribute("title") for i in range(40)]
+    assert after != first
+    assert page.locator('[data-testid="stException"]').count() == 0

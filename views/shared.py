@@ -21,11 +21,12 @@ from abcweb.sampler import Generation, Sampler, load_sampler
 
 # One script per view; st.navigation runs only the open one (st.tabs ran every tab on every
 # rerun). Paths are relative to streamlit_app.py.
-PAGES = {"generate": "views/generate.py", "train": "views/train.py", "about": "views/about.py"}
+PAGES = {"generate": "views/generate.py", "inside": "views/inside.py", "train": "views/train.py",
+         "about": "views/about.py"}
 # Settings that outlive a visit to another view: Streamlit forgets a widget's value when a run
 # does not draw it, unless the run writes it back (keep_settings).
 KEPT = ("seed", "prime", "length", "temperature", "top_k", "best", "meter", "key", "model",
-        "device", "train_corpus", "train_recipe", "train_steps", "train_lr")
+        "device", "train_corpus", "train_recipe", "train_steps", "train_lr", "inside_unit")
 SHIPPED = "shipped"
 EARLIER = "shipped:"  # + an id: a model shipped before the current one (weights/<id>/)
 MAX_SESSION_MODELS = 3  # trained models kept per browser session (each holds a temp folder)
