@@ -11,6 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -442,3 +443,24 @@ def test_about_shows_tool_versions_and_the_model_cards_figures_never_paths():
     assert set(tools["found"]) == {"yes"}, tools
     assert all("/" not in str(v) for v in tools.to_numpy().ravel()), tools
     assert all("/usr/" not in t and "/share/" not in t for t in texts(at.markdown))
+
+
+def test_what_if_carries_on_from_another_character_and_the_link_keeps_the_fork(model_dir):
+    at = run_app({"seed": "12"})
+    g = load_sampler(model_dir, "numpy").generate("X:", 600, params.DEFAULTS.temperature, 12)
+    assert tune_of(at) == g.text
+    at.number_input(key="step").set_value(40).run()
+    box = at.selectbox(key="fork_char")
+    others = [c for c, _ in g.steps[40].top if c != g.generated[40]]
+    assert len(box.options) == len(others) and others
+    box.set_value(others[-1]).run()
+    next(b for b in at.button if b.label == "Carry on from here").click().run()
+    assert not at.exception
+    fork = g.prime + g.generated[:40] + others[-1]
+    assert at.session_state["prime"] == fork
+    s = params.Settings(seed=12, prime=fork, model=checkpoint.model_id(model_dir))
+    assert tune_of(at) == expected_text(model_dir, s) != g.text
+    # The share link carries the fork: a new visitor gets the same tune from it.
+    link = at.sidebar.code[0].value
+    again = run_app({k: v[0] for k, v in parse_qs(urlsplit(link).query).items()})
+    assert tune_of(again) == tune_of(at)

@@ -395,6 +395,25 @@ def on_pick(chart_key: str) -> None:
 
 
 @st.fragment
+def fork(text: str) -> None:
+    st.session_state.prime = text
+
+
+def what_if(g: Generation, step: int) -> None:
+    """Another of the step's likely characters, and the model carries on from there: the
+    text before the step plus that character become the seed text (so the link keeps it)."""
+    others = [c for c, _ in g.steps[step].top if c != g.steps[step].char]
+    if not others:
+        return
+    pick = st.selectbox("What if it had written…", others, key="fork_char",
+                        format_func=lambda c: f"{charts.show_char(c)}  "
+                        f"({dict(g.steps[step].top)[c]:.3f})")
+    text = (g.prime + g.generated[:step] + pick)[-params.MAX_PRIME:]
+    st.button("Carry on from here", icon=":material/call_split:", on_click=fork, args=(text,),
+              help="The text up to this step, with this character instead, becomes the seed "
+                   "text, and the model writes on from it with the same settings.")
+
+
 def thinking(g: Generation, built: dict) -> None:
     """Charts of the model's probabilities. A fragment: picking a step redraws only this."""
     st.subheader("What the model was thinking")
@@ -425,6 +444,7 @@ def thinking(g: Generation, built: dict) -> None:
         st.dataframe({"character": [charts.show_char(c) for c, _ in s.top],
                       "probability": [round(p, 4) for _, p in s.top]},
                      hide_index=True, width="stretch")
+        what_if(g, step)
     with right:
         st.vega_lite_chart(charts.distribution_spec(g, step), width="stretch", height=340,
                            key="distribution_chart")
