@@ -283,6 +283,24 @@ def _loss(data, height: int = 260) -> alt.LayerChart:
         "Loss", subtitle="bits per character (lower is better)"))
 
 
+def runs_chart(runs: dict[str, list[dict]], height: int = 260) -> alt.Chart:
+    """Several training runs' loss curves overlaid (validation where they have it, else
+    training), one colour per run: to compare presets and learning rates."""
+    rows = []
+    for label, history in runs.items():
+        vals = [m for m in history if m.get("val_bpc") is not None]
+        key = "val_bpc" if vals else "train_bpc"
+        rows += [{"step": m["step"], "bpc": m[key], "run": label} for m in (vals or history)]
+    return alt.Chart(alt.Data(values=rows)).mark_line(point=True).encode(
+        x=alt.X("step:Q", title="training step"),
+        y=alt.Y("bpc:Q", title="bits per character", scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N", title=None, legend=alt.Legend(orient="bottom", columns=1)),
+        tooltip=["run:N", "step:Q", alt.Tooltip("bpc:Q", format=".3f")],
+    ).properties(height=height, title=alt.Title(
+        "This session's runs", subtitle="validation bits per character (training where a run "
+        "has no validation tunes)"))
+
+
 def loss_chart(history: list[dict], height: int = 260) -> alt.LayerChart:
     """Training and validation loss (bits per character) against the step."""
     return _loss(pd.DataFrame(loss_rows(history), columns=["step", "bpc", "curve"]), height)

@@ -27,6 +27,9 @@ from pathlib import Path
 
 NICE = 19  # the page always comes first: training takes what the visitors leave
 MAX_PAUSE_S = 2.0  # the longest a worker waits between two steps for visitors' tunes
+# At each evaluation the worker writes a short sample with the weights of that step, always
+# from the same seed, so the page shows structure appearing as the model learns.
+SAMPLE_PRIME, SAMPLE_CHARS, SAMPLE_TEMPERATURE, SAMPLE_SEED = "X:", 160, 0.9, 0
 MODEL = "model"  # the checkpoint's folder inside the job folder
 INIT = "init"  # the checkpoint a fine-tuning job starts from
 SPEC = "job.json"
@@ -64,6 +67,20 @@ def read_spec(folder: Path) -> dict:
     spec["settings"] = TrainSettings(**spec["settings"])
     spec["init"] = ckpt_io.load(folder / INIT) if spec["init"] else None
     return spec
+
+
+def sample_now(trainer) -> str:
+    """What the model writes with its weights of this step (NumPy: milliseconds for the
+    small presets, and no TensorFlow graph to trace)."""
+    from .checkpoint import Checkpoint
+    from .model import get_weights
+    from .sampler import Sampler
+
+    ck = Checkpoint(trainer.cfg, get_weights(trainer.model, trainer.cfg))
+    g = Sampler(ck, "numpy", workers=False).generate(
+        SAMPLE_PRIME, SAMPLE_CHARS, SAMPLE_TEMPERATURE, SAMPLE_SEED, best_of=1,
+        stop_at_end=False)
+    return g.text
 
 
 def lower_priority() -> None:
@@ -156,6 +173,7 @@ def run(folder: Path, out, commands: Commands) -> int:
         done = row["done"] = m.step - first
         if row.get("val_bpc") is not None:
             last_val = row["val_bpc"]
+            row["sample"] = sample_now(trainer)
         emit(metric=row)
     if commands.abandoned.is_set():
         return 0

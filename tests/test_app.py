@@ -372,6 +372,11 @@ def test_training_in_the_page_gives_a_model_for_this_session_only(model_dir):
     assert not at.exception
     assert any("Done" in s for s in texts(at.success))
     assert "Loss" in charts_of(at)
+    # What it wrote at its evaluation (step 12), from the worker's weights of that step.
+    samples = [m["sample"] for m in job.metrics() if m.get("sample")]
+    assert len(samples) == 1 and samples[0].startswith("X:") and len(samples[0]) == 2 + 160
+    assert any("What it writes at step 12" in m for m in texts(at.markdown))
+    assert samples[0].rstrip("\n") in [c.value.rstrip("\n") for c in at.code]
     # "Use this model" opens the Generate view on the new model.
     next(b for b in at.button if b.label == "Use this model for sampling").click().run()
     assert not at.exception
@@ -464,3 +469,25 @@ def test_what_if_carries_on_from_another_character_and_the_link_keeps_the_fork(m
     link = at.sidebar.code[0].value
     again = run_app({k: v[0] for k, v in parse_qs(urlsplit(link).query).items()})
     assert tune_of(again) == tune_of(at)
+
+
+def test_a_sessions_runs_are_overlaid_to_compare_them(model_dir):
+    at = start_training(6)
+    first = at.session_state["jobs"][-1]
+    assert first.wait(240) and first.state == "done", first.error
+    at.run()
+    assert "This session's runs" not in charts_of(at)  # one run: nothing to compare
+    at.select_slider(key="train_lr").set_value(1e-3).run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    second = at.session_state["jobs"][-1]
+    assert second is not first and second.wait(240) and second.state == "done", second.error
+    at.run()
+    assert not at.exception
+    import pyarrow as pa
+
+    chart = next(c for c in at.get("vega_lite_chart")
+                 if json.loads(c.proto.spec)["title"]["text"] == "This session's runs")
+    labels = set(pa.ipc.open_stream(chart.proto.data.data).read_all().column("run").to_pylist())
+    assert len(labels) == 2 and any("learning rate 0.001" in r for r in labels)
+    for job in (first, second):
+        job.cleanup()

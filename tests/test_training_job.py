@@ -62,6 +62,9 @@ def test_a_job_trains_saves_and_samples():
     assert [m["step"] for m in metrics] == list(range(1, 7))
     assert [m["done"] for m in metrics] == list(range(1, 7))
     assert [m["val_bpc"] is not None for m in metrics] == [False, False, True] * 2
+    # At each evaluation, what the weights of that step write from the same seed.
+    assert [bool(m.get("sample")) for m in metrics] == [False, False, True] * 2
+    assert all(m["sample"].startswith("X:") for m in metrics if m.get("sample"))
     assert job.progress == 1.0
     ckpt = checkpoint.load(job.checkpoint_path)
     assert ckpt.steps == 6 and ckpt.config.units == 16

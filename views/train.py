@@ -11,6 +11,7 @@ from abcweb import charts
 from abcweb.checkpoint import CheckpointError
 from abcweb.corpus import MUSIC21_COLLECTIONS, CorpusError
 from abcweb.messages import public_message
+from abcweb.train_worker import SAMPLE_TEMPERATURE
 from abcweb.training_job import MAX_CONCURRENT, RECIPES, TrainingJob
 from views.shared import (
     LEARNING_RATES,
@@ -115,6 +116,13 @@ def training_progress() -> None:
     job = jobs[-1]
     # Poll while training; a finished job needs no timer.
     st.fragment(run_every=1.0 if job.running else None)(job_panel)(job)
+    runs = {run_label(i, j): j.metrics() for i, j in enumerate(jobs) if j.metrics()}
+    if len(runs) > 1:  # drawn on full reruns only, not every second of the live panel
+        st.altair_chart(charts.runs_chart(runs), width="stretch")
+
+
+def run_label(i: int, job: TrainingJob) -> str:
+    return f"run {i + 1}: {job.name}, learning rate {job.settings.learning_rate:g}"
 
 
 def job_panel(job: TrainingJob) -> None:
@@ -138,6 +146,16 @@ def job_panel(job: TrainingJob) -> None:
     if metrics:
         st.vega_lite_chart(charts.loss_spec(_thin(metrics)), width="stretch", height=320,
                         key="loss_chart")
+    samples = [(m["step"], m["sample"]) for m in metrics if m.get("sample")]
+    if samples:
+        step, text = samples[-1]
+        st.markdown(f"**What it writes at step {step}** (the same seed at every evaluation, "
+                    f"temperature {SAMPLE_TEMPERATURE:g}):")
+        st.code(text, language=None)
+        with st.expander(f"What it wrote at each of {len(samples)} evaluations"):
+            for step, text in samples:
+                st.caption(f"step {step}")
+                st.code(text, language=None)
     if state == "failed":
         st.error(f"Training failed: {public_message(job.error)}")
     elif state in ("done", "stopped") and job.checkpoint_path is not None:
