@@ -162,6 +162,24 @@ def test_clicking_a_chart_picks_a_step(server, page):
     assert 0 <= int(picked) < (60 if int(first) > 60 else 10_000)
 
 
+def test_what_if_forks_the_tune_and_the_address_keeps_the_fork(server, page):
+    model = checkpoint.model_id(os.environ.get("ABCWEB_WEIGHTS") or None)
+    before = open_page(page, f"{server}/?seed=9&model={model}")
+    step = int(page.locator('input[aria-label="Step"]').input_value())
+    page.get_by_role("button", name=re.compile("Carry on from here")).click()
+    page.wait_for_function(
+        "([old]) => new URLSearchParams(window.location.search).get('prime') !== old",
+        arg=[query_of(page.url)["prime"]])
+    idle(page)
+    prime = query_of(page.url)["prime"]
+    assert len(prime) == len("X:") + step + 1 and before.startswith(prime[:-1])
+    assert prime[-1] != before[len(prime) - 1]  # another character than the model wrote
+    page.wait_for_function(
+        "([sel, before]) => { const el = document.querySelector(sel); if (!el) return false;"
+        " return Array.from(el.querySelectorAll('[data-line]'))"
+        ".map(d => d.lastChild.textContent).join('\\n') !== before; }", arg=[TUNE, before])
+
+
 def test_a_share_link_brings_back_the_same_tune(server, browser, page):
     open_page(page, server + "/?seed=5")
     press_on_slider(page, "ArrowLeft")
@@ -203,6 +221,8 @@ def test_training_on_the_train_page_shows_the_loss_and_gives_a_model(server, pag
     idle(page)
     progress = page.locator('[data-testid="stProgress"]').inner_text()
     assert "step 20 of 20" in progress and "validation" in progress
+    # Watch it learn: what the weights of its evaluation step write.
+    page.get_by_text(re.compile(r"What it writes at step 20")).wait_for()
     # "Use this model" opens the Generate page, which now samples the new model.
     page.get_by_role("button", name=re.compile("Use this model for sampling")).click()
     sidebar = page.locator('[data-testid="stSidebar"]')
