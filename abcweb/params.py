@@ -22,6 +22,10 @@ dashboard's range (out of range) with a message saying what was changed:
 | `temperature` | 0.9     | 0 .. 2; clamped, then rounded to TEMPERATURE_STEP               |
 | `top_k`       | 0 (off) | 0 .. TOP_K_MAX; clamped                                         |
 | `best`        | 8       | drafts the tune is the best of, 1 .. MAX_BEST_OF; clamped       |
+| `tempo`       | 0       | beats per minute to play at, 24 .. 204, or 0: the tune's own    |
+|               |         | (its Q:, else its type's); clamped, rounded to TEMPO_STEP       |
+| `instrument`  | piano   | one of arrange.INSTRUMENTS; another -> default                  |
+| `transpose`   | 0       | semitones to play it in another key, -12 .. 12; clamped         |
 | `model`       | current | a model id (12 hex digits); not one -> the current model        |
 
 A link with settings but no `model` was made before links carried ids: what it leaves out
@@ -40,6 +44,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from urllib.parse import urlencode
 
+from .arrange import DEFAULT_INSTRUMENT, INSTRUMENTS, TEMPO_MAX, TEMPO_MIN, TRANSPOSE_MAX
 from .drafts import BEST_OF, MAX_BEST_OF
 from .sampler import MAX_PRIME
 
@@ -47,7 +52,10 @@ SEED_MAX = 2**32 - 1
 LENGTH_MIN, LENGTH_MAX, LENGTH_STEP = 10, 2000, 10
 TEMPERATURE_MIN, TEMPERATURE_MAX, TEMPERATURE_STEP = 0.0, 2.0, 0.05
 TOP_K_MAX = 40
-KEYS = ("seed", "prime", "length", "temperature", "top_k", "best", "model")
+TEMPO_STEP = 4  # the tempo slider's steps from TEMPO_MIN (24, 28, ... 204)
+TEMPOS = [0] + list(range(TEMPO_MIN, TEMPO_MAX + 1, TEMPO_STEP))  # 0: the tune's own
+KEYS = ("seed", "prime", "length", "temperature", "top_k", "best", "tempo", "instrument",
+        "transpose", "model")
 # The shipped model until links carried ids (December 2026): every such link is its tune.
 LEGACY_MODEL = "de2eb17119ae"
 MODEL_ID = re.compile(r"[0-9a-f]{12}")
@@ -63,6 +71,10 @@ class Settings:
     temperature: float = 0.9
     top_k: int = 0
     best: int = BEST_OF  # the tune is the best of this many drafts (abcweb/drafts.py)
+    # How it is played (abcweb/arrange.py): never what the model writes.
+    tempo: int = 0
+    instrument: str = DEFAULT_INSTRUMENT
+    transpose: int = 0
     model: str = ""  # the id of the shipped model that writes it; "" is the current one
 
     def as_dict(self) -> dict:
@@ -150,6 +162,26 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
     best = d.best if get["best"] is None else _number(
         "best", get["best"], int, d.best, 1, MAX_BEST_OF, messages)
 
+    tempo = d.tempo if get["tempo"] is None else _number(
+        "tempo", get["tempo"], int, d.tempo, 0, TEMPO_MAX, messages)
+    if 0 < tempo < TEMPO_MIN:
+        messages.append(f"tempo {tempo} is below {TEMPO_MIN}: using {TEMPO_MIN}")
+        tempo = TEMPO_MIN
+    stepped = TEMPO_MIN + round((tempo - TEMPO_MIN) / TEMPO_STEP) * TEMPO_STEP if tempo else 0
+    if stepped != tempo:
+        messages.append(f"tempo {tempo} rounded to {stepped} (steps of {TEMPO_STEP})")
+        tempo = stepped
+    instrument = d.instrument
+    if get["instrument"] is not None:
+        if str(get["instrument"]) in INSTRUMENTS:
+            instrument = str(get["instrument"])
+        else:
+            messages.append(f"instrument {str(get['instrument'])[:40]!r} is not one of "
+                            f"{', '.join(INSTRUMENTS)}: using {d.instrument}")
+    transpose = d.transpose if get["transpose"] is None else _number(
+        "transpose", get["transpose"], int, d.transpose, -TRANSPOSE_MAX, TRANSPOSE_MAX,
+        messages)
+
     model = d.model
     if get["model"] is not None:
         text = str(get["model"]).strip().lower()
@@ -160,7 +192,7 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
                             "current model")
 
     return Settings(int(seed), prime, int(length), float(temperature), int(top_k), int(best),
-                    model), messages
+                    int(tempo), instrument, int(transpose), model), messages
 
 
 def to_query(settings: Settings) -> dict[str, str]:
@@ -174,6 +206,9 @@ def to_query(settings: Settings) -> dict[str, str]:
         "temperature": f"{round_temperature(settings.temperature):g}",
         "top_k": str(int(settings.top_k)),
         "best": str(int(settings.best)),
+        "tempo": str(int(settings.tempo)),
+        "instrument": settings.instrument,
+        "transpose": str(int(settings.transpose)),
     }
     if settings.model:
         query["model"] = settings.model

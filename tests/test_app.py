@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from abcweb import abctools, charts, checkpoint, params
+from abcweb import abctools, arrange, charts, checkpoint, params
 from abcweb.sampler import Sampler, load_sampler
 
 from conftest import jigs
@@ -105,7 +105,8 @@ def test_first_visit_writes_checks_draws_and_plays_a_tune(model_dir):
     # The address bar carries the settings: the share link.
     assert at.query_params["seed"] == ["0"] or at.query_params["seed"] == "0"
     link = at.sidebar.code[0].value
-    assert link.startswith("?seed=0&prime=X%3A&length=600&temperature=0.9&top_k=0&best=8&model=")
+    assert link.startswith("?seed=0&prime=X%3A&length=600&temperature=0.9&top_k=0&best=8&tempo=0"
+                           "&instrument=piano&transpose=0&model=")
 
 
 def page_module():
@@ -491,3 +492,22 @@ def test_a_sessions_runs_are_overlaid_to_compare_them(model_dir):
     assert len(labels) == 2 and any("learning rate 0.001" in r for r in labels)
     for job in (first, second):
         job.cleanup()
+
+
+def test_tempo_instrument_and_key_replay_the_same_tune_and_the_link_keeps_them(model_dir):
+    at = run_app({"seed": "21"})
+    written = tune_of(at)
+    before = at.session_state["_rendered"]
+    at.sidebar.select_slider(key="tempo").set_value(140).run()
+    at.sidebar.selectbox(key="instrument").set_value("fiddle").run()
+    at.sidebar.number_input(key="transpose").set_value(3).run()
+    assert not at.exception
+    assert tune_of(at) == written  # the model's tune is the same: only its playing changed
+    played = at.session_state["_rendered"]["tune"]
+    assert "%%MIDI program 40" in played and "=140\n" in played and played != before["tune"]
+    assert played == arrange.arrange(before["tune"], 140, "fiddle", 3)
+    assert at.session_state["_rendered"]["audio"] != before["audio"]
+    link = at.sidebar.code[0].value
+    assert "tempo=140" in link and "instrument=fiddle" in link and "transpose=3" in link
+    again = run_app({k: v[0] for k, v in parse_qs(urlsplit(link).query).items()})
+    assert again.session_state["_rendered"]["tune"] == played

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from abcweb import params
+from abcweb.arrange import INSTRUMENTS
 from abcweb.params import DEFAULTS, Settings, from_query, share_url, to_query
 from abcweb.sampler import MAX_PRIME
 
@@ -57,6 +58,12 @@ def test_share_url_without_a_base_is_just_the_query():
     ("top_k", "x", 0, "not a number"),
     ("top_k", "500", params.TOP_K_MAX, "outside"),
     ("top_k", "-1", 0, "outside"),
+    ("tempo", "10", 24, "below"),
+    ("tempo", "999", 204, "outside"),
+    ("tempo", "fast", 0, "not a number"),
+    ("tempo", "101", 100, "rounded"),
+    ("transpose", "20", 12, "outside"),
+    ("instrument", "kazoo", "piano", "not one of"),
 ])
 def test_bad_values_are_replaced_with_a_message(key, raw, expected, fragment):
     settings, messages = from_query({key: raw})
@@ -115,10 +122,13 @@ def test_repeated_parameters_take_the_last_value():
        t=st.integers(0, 40), k=st.integers(0, params.TOP_K_MAX),
        prime=st.text(min_size=1, max_size=50).filter(lambda p: "\r" not in p),
        best=st.integers(1, params.MAX_BEST_OF),
+       tempo=st.sampled_from(params.TEMPOS), instrument=st.sampled_from(list(INSTRUMENTS)),
+       transpose=st.integers(-12, 12),
        model=st.from_regex(params.MODEL_ID, fullmatch=True))
-def test_round_trip_property(seed, length, t, k, prime, best, model):
+def test_round_trip_property(seed, length, t, k, prime, best, tempo, instrument, transpose,
+                             model):
     s = Settings(seed, prime, length * params.LENGTH_STEP, params.round_temperature(t * 0.05),
-                 k, best, model)
+                 k, best, tempo, instrument, transpose, model)
     assert from_query(to_query(s)) == (s, [])
 
 

@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from abcweb import abctools, charts, headers, params, training_job, tunes
+from abcweb import abctools, arrange, charts, headers, params, training_job, tunes
 from abcweb.messages import public_message
 from abcweb.model import UnknownCharacters
 from abcweb.sampler import Generation, Sampler
@@ -94,6 +94,21 @@ def sidebar_sampling() -> None:
                    "1: the model's single draw for this seed.")
 
 
+def sidebar_playing() -> None:
+    st.markdown("**Play it**")
+    st.select_slider("Tempo (beats per minute)", params.TEMPOS, key="tempo",
+                     format_func=lambda b: "its own" if b == 0 else str(b),
+                     help="Beats as a session counts them: dotted quarters in a jig, half "
+                          "notes in a reel. 'Its own': the tune's Q:, or a session tempo for "
+                          "its type. Changing it plays the same tune again.")
+    left, right = st.columns(2)
+    left.selectbox("Instrument", list(arrange.INSTRUMENTS), key="instrument",
+                   help="A General MIDI instrument for the audio and the MIDI file.")
+    right.number_input("Transpose", -arrange.TRANSPOSE_MAX, arrange.TRANSPOSE_MAX, step=1,
+                       key="transpose", help="Semitones up or down (abc2abc), for the sheet "
+                                             "music, the audio and the downloads.")
+
+
 def sidebar_model() -> tuple[str, str]:
     models = session_models()
     if "use_model" in st.session_state:
@@ -153,6 +168,8 @@ def sidebar() -> tuple[params.Settings, str, str]:
         sidebar_seed_text()
         sidebar_sampling()
         st.divider()
+        sidebar_playing()
+        st.divider()
         model, backend = sidebar_model()
         st.divider()
         settings = current_settings()
@@ -204,12 +221,23 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
     return g, seconds, cached
 
 
-def start_renders(text: str) -> dict[str, Future]:
+def start_renders(text: str, play: str) -> dict[str, Future]:
+    """abc2midi checks the tune as written (its lines are the ones marked); the sheet music,
+    MIDI and audio are of the tune as it is to be played (arrange)."""
     pool = render_pool()
     return {"check": pool.submit(abctools.check, text),
-            "svg": pool.submit(abctools.to_svg, text),
-            "midi": pool.submit(abctools.to_midi, text),
-            "audio": pool.submit(abctools.to_audio, text, PLAYER_FORMAT)}
+            "svg": pool.submit(abctools.to_svg, play),
+            "midi": pool.submit(abctools.to_midi, play),
+            "audio": pool.submit(abctools.to_audio, play, PLAYER_FORMAT)}
+
+
+def playing_version(text: str, settings: params.Settings) -> str:
+    """The tune at the chosen tempo, instrument and key; as written when it cannot be."""
+    try:
+        return arrange.arrange(text, settings.tempo, settings.instrument, settings.transpose)
+    except ValueError as e:
+        st.warning(f"Played as written: {public_message(e)}")
+        return text
 
 
 def result(future: Future):
@@ -318,7 +346,8 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
     g, seconds, cached = out
     st.session_state._text = g.text  # exactly what was written (st.code trims the end)
     tune = pick_tune(g)
-    renders = start_renders(tune.text) if tune is not None else {}
+    play = playing_version(tune.text, settings) if tune is not None else None
+    renders = start_renders(tune.text, play) if tune is not None else {}
     key = (model_path(model), backend, g.prime, g.generated, g.temperature, g.top_k)
     built = tune_charts(key, g) if g.generated else None  # overlaps with the renders
 
@@ -343,12 +372,13 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
     else:
         thinking(g, built)
     with media:
-        tune_media(g, tune, renders, settings)
+        tune_media(g, play, renders, settings)
 
 
-def tune_media(g: Generation, tune: tunes.Tune | None, renders: dict,
+def tune_media(g: Generation, play: str | None, renders: dict,
                settings: params.Settings) -> None:
-    if tune is None:
+    """Sheet music, player and downloads of the tune as it is to be played."""
+    if play is None:
         return
     svg, svg_error = result(renders["svg"])
     if svg is not None:
@@ -363,12 +393,12 @@ def tune_media(g: Generation, tune: tunes.Tune | None, renders: dict,
     midi, midi_error = result(renders["midi"])
     # What reached the page, for tests (AppTest cannot read audio) and for debugging.
     st.session_state._rendered = {
-        "tune": tune.text, "svg": len(svg or ""), "midi": len(midi or b""),
+        "tune": play, "svg": len(svg or ""), "midi": len(midi or b""),
         "audio": len(audio or b""), "audio_head": (audio or b"")[:4],
         "errors": [e for e in (svg_error, audio_error, midi_error) if e]}
     stem = file_stem(settings)
     a, b, c, d = st.columns(4)
-    a.download_button("ABC", tune.text.encode(), f"{stem}.abc", "text/vnd.abc",
+    a.download_button("ABC", play.encode(), f"{stem}.abc", "text/vnd.abc",
                       on_click="ignore", width="stretch", icon=":material/download:")
     if midi is not None:
         b.download_button("MIDI", midi, f"{stem}.mid", "audio/midi", on_click="ignore",
@@ -378,7 +408,7 @@ def tune_media(g: Generation, tune: tunes.Tune | None, renders: dict,
     if audio is not None:
         c.download_button(PLAYER_FORMAT.upper(), audio, f"{stem}.{PLAYER_FORMAT}", PLAYER_MIME,
                           on_click="ignore", width="stretch", icon=":material/download:")
-        d.download_button("WAV", partial(download_wav, tune.text), f"{stem}.wav", "audio/wav",
+        d.download_button("WAV", partial(download_wav, play), f"{stem}.wav", "audio/wav",
                           on_click="ignore", width="stretch", icon=":material/download:")
 
 

@@ -25,7 +25,8 @@ PAGES = {"generate": "views/generate.py", "inside": "views/inside.py", "train": 
          "about": "views/about.py"}
 # Settings that outlive a visit to another view: Streamlit forgets a widget's value when a run
 # does not draw it, unless the run writes it back (keep_settings).
-KEPT = ("seed", "prime", "length", "temperature", "top_k", "best", "meter", "key", "model",
+KEPT = ("seed", "prime", "length", "temperature", "top_k", "best", "tempo", "instrument",
+        "transpose", "meter", "key", "model",
         "device", "train_corpus", "train_recipe", "train_steps", "train_lr", "inside_unit")
 SHIPPED = "shipped"
 EARLIER = "shipped:"  # + an id: a model shipped before the current one (weights/<id>/)
@@ -237,7 +238,7 @@ def current_settings() -> params.Settings:
              else current_model_id())
     return params.Settings(int(s.seed), s.prime, int(s.length),
                            params.round_temperature(float(s.temperature)), int(s.top_k),
-                           int(s.best), model)
+                           int(s.best), int(s.tempo), s.instrument, int(s.transpose), model)
 
 
 def session_models() -> dict[str, str]:
