@@ -36,13 +36,16 @@ def beat_of(text: str) -> str:
     return tempo.split("=")[0] if tempo else "1/4"
 
 
-def default_tempo(text: str) -> int | None:
-    """The beats per minute a tune plays at when it names no tempo (its type's session
-    tempo: reels faster than airs), or None when its meter has none."""
+def tempo_of(text: str) -> str | None:
+    """The tempo a tune plays at, as Q: writes it ('3/8=112'): its own Q:, else its type's
+    session tempo (what the audio uses), else None (abc2midi's default)."""
     end = _HEADER_END.search(text)
-    meter = _METER.search(text[: end.start()] if end else text)
-    tempo = PLAY_TEMPI.get(meter.group(1)) if meter else None
-    return int(tempo.split("=")[1]) if tempo else None
+    head = text[: end.start()] if end else text
+    own = re.search(r"^Q:\s*(\S+)", head, re.M)
+    if own:
+        return own.group(1)
+    meter = _METER.search(head)
+    return PLAY_TEMPI.get(meter.group(1)) if meter else None
 
 
 def check(tempo: int, instrument: str, transpose: int) -> None:

@@ -509,5 +509,7 @@ def test_tempo_instrument_and_key_replay_the_same_tune_and_the_link_keeps_them(m
     assert at.session_state["_rendered"]["audio"] != before["audio"]
     link = at.sidebar.code[0].value
     assert "tempo=140" in link and "instrument=fiddle" in link and "transpose=3" in link
+    played_as = [c for c in texts(at.caption) if c.startswith("Played on fiddle at ")]
+    assert played_as and played_as[0].endswith("= 140 per minute, +3 semitones")
     again = run_app({k: v[0] for k, v in parse_qs(urlsplit(link).query).items()})
     assert again.session_state["_rendered"]["tune"] == played

@@ -18,7 +18,8 @@ def test_tempo_counts_in_the_tunes_own_beat_and_plays_faster():
     assert "Q:3/8=160\n" in fast and fast.count("Q:") == 1  # dotted quarters in a jig
     slow = arrange.arrange(fast, tempo=60)
     assert "Q:3/8=60\n" in slow and slow.count("Q:") == 1  # replaces, never adds
-    assert arrange.default_tempo(TUNE) == 112 and arrange.beat_of(TUNE) == "3/8"
+    assert arrange.tempo_of(TUNE) == "3/8=112" and arrange.beat_of(TUNE) == "3/8"
+    assert arrange.tempo_of(fast) == "3/8=160"
     secs = {t: len(abctools.to_audio(arrange.arrange(TUNE, tempo=t), "wav"))
             for t in (60, 160)}
     assert secs[60] > 2 * secs[160]  # the same notes take longer at 60

@@ -388,6 +388,10 @@ def tune_media(g: Generation, play: str | None, renders: dict,
     audio, audio_error = result(renders["audio"])
     if audio is not None:
         st.audio(audio, format=PLAYER_MIME)
+        tempo = arrange.tempo_of(play)
+        st.caption(f"Played on {settings.instrument}"
+                   + (f" at {tempo.replace('=', ' = ')} per minute" if tempo else "")
+                   + (f", {settings.transpose:+d} semitones" if settings.transpose else ""))
     else:
         st.warning(f"No audio: {audio_error}")
     midi, midi_error = result(renders["midi"])
