@@ -127,10 +127,14 @@ def transpose(tune: str, semitones: int) -> str:
         raise ValueError("transpose by at most 12 semitones either way")
     if semitones == 0:
         return tune
+    key = ("transpose", tune, semitones)  # the page asks again on every rerun: no new process
+    hit = tooling.cache.get(key)
+    if hit is not None:
+        return hit
     result = transpose_many([tune], [semitones])[0]
     if result is None:
         raise ValueError("abc2abc could not transpose this tune")
-    return result
+    return tooling.cache.put(key, result, 2 * len(tune))
 
 
 def _playable(tune: str) -> bool:

@@ -60,3 +60,15 @@ def test_augmenting_irish_abc_gives_valid_copies_in_its_own_style(irish_path):
         assert lines[1] in originals  # the title line is the original's
         assert lines[5].startswith("K:") and " " in lines[5]  # K:G Major, irish.abc's style
         assert c not in tunes
+
+
+def test_the_same_transposition_runs_abc2abc_once(monkeypatch):
+    """The page asks for the playing version on every rerun."""
+    from abcweb import tooling
+
+    calls = []
+    real = tooling.run_tool
+    monkeypatch.setattr(tooling, "run_tool", lambda *a, **k: calls.append(a) or real(*a, **k))
+    tune = BLACKBIRD.replace("Blackbird", "Blackbird (cached)")
+    assert transpose.transpose(tune, -3) == transpose.transpose(tune, -3)
+    assert len(calls) == 1
