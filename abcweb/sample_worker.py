@@ -207,6 +207,14 @@ class _Worker:
                 pass
 
 
+def _request(path: str, sha: str, prime: str, length: int, temperature: float,
+             seeds: list[int], top_k: int, stop_at_end: bool, threads: int | None,
+             best: bool = False) -> dict:
+    return {"path": path, "sha": sha, "prime": prime, "length": length,
+            "temperature": temperature, "seeds": seeds, "top_k": top_k,
+            "stop_at_end": stop_at_end, "threads": threads, "best": best}
+
+
 class Pool:
     """WORKERS processes, started on first use; a request takes an idle one or waits."""
 
@@ -268,10 +276,8 @@ class Pool:
                  timeout: float = REQUEST_TIMEOUT_S, threads: int | None = 1
                  ) -> tuple[list[str], list[np.ndarray]]:
         """The generated text and the logits of each candidate."""
-        request = {"path": path, "sha": sha, "prime": prime, "length": length,
-                   "temperature": temperature, "seeds": seeds, "top_k": top_k,
-                   "stop_at_end": stop_at_end, "threads": threads}
-        reply, logits = self._call(request, timeout)
+        reply, logits = self._call(_request(path, sha, prime, length, temperature, seeds,
+                                            top_k, stop_at_end, threads), timeout)
         return reply["texts"], logits
 
     def best(self, path: str, sha: str, prime: str, length: int, temperature: float,
@@ -280,9 +286,8 @@ class Pool:
              ) -> tuple[int, str, np.ndarray, list[dict]]:
         """Sampler.best_draft in a worker: the drafts never cross the pipe, only the one
         chosen (its index, text and logits) and every draft's yardsticks."""
-        request = {"path": path, "sha": sha, "prime": prime, "length": length,
-                   "temperature": temperature, "seeds": seeds, "top_k": top_k,
-                   "stop_at_end": stop_at_end, "threads": threads, "best": True}
+        request = _request(path, sha, prime, length, temperature, seeds, top_k, stop_at_end,
+                           threads, best=True)
         reply, logits = self._call(request, timeout)
         return reply["draft"], reply["texts"][0], logits[0], reply["drafts"]
 
