@@ -50,13 +50,16 @@ def test_it_installs_packages_txt_and_requirements_txt():
 def test_it_ships_everything_the_page_imports_and_the_weights():
     copied = {c.split()[-2].rstrip("/") for c in of("COPY") if "--chown=10001" in c}
     assert {"abcweb", "views", "weights", "streamlit_app.py", ".streamlit"} <= copied
-    # Every local package the page's scripts import is copied.
-    local = set()
+    # Every package of this repository that the page's scripts import is copied.
+    imported = set()
     for script in [ROOT / "streamlit_app.py", *(ROOT / "views").glob("*.py")]:
         for node in ast.walk(ast.parse(script.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                local.add(node.module.split(".")[0])
-    assert local & {"abcweb", "views"} <= copied
+                imported.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                imported.update(a.name.split(".")[0] for a in node.names)
+    local = {m for m in imported if (ROOT / m).is_dir() or (ROOT / f"{m}.py").exists()}
+    assert local and local <= copied, local - copied
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert "weights/" not in ignored and ".venv/" in ignored
 
