@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .notation import PLAY_TEMPI
+from .notation import session_tempo
 from .transpose import transpose as transpose_tune
 
 # General MIDI programs (0-based, as abc2midi's %%MIDI program takes them).
@@ -23,29 +23,26 @@ TEMPO_MIN, TEMPO_MAX = 24, 204  # beats per minute, folkrnn.org's range; 0 is "i
 TRANSPOSE_MAX = 12  # semitones either way
 
 _HEADER_END = re.compile(r"^K:.*$", re.M)
-_METER = re.compile(r"^M:\s*(\S+)\s*$", re.M)
 _TEMPO_LINE = re.compile(r"^Q:.*\n", re.M)
+
+
+def _header(text: str) -> str:
+    end = _HEADER_END.search(text)
+    return text[: end.start()] if end else text
 
 
 def beat_of(text: str) -> str:
     """The note value a tune's tempo counts in: what a session counts for its meter
     (a dotted quarter in a jig, a half note in a reel), a quarter otherwise."""
-    end = _HEADER_END.search(text)
-    meter = _METER.search(text[: end.start()] if end else text)
-    tempo = PLAY_TEMPI.get(meter.group(1)) if meter else None
+    tempo = session_tempo(_header(text))
     return tempo.split("=")[0] if tempo else "1/4"
 
 
 def tempo_of(text: str) -> str | None:
     """The tempo a tune plays at, as Q: writes it ('3/8=112'): its own Q:, else its type's
-    session tempo (what the audio uses), else None (abc2midi's default)."""
-    end = _HEADER_END.search(text)
-    head = text[: end.start()] if end else text
-    own = re.search(r"^Q:\s*(\S+)", head, re.M)
-    if own:
-        return own.group(1)
-    meter = _METER.search(head)
-    return PLAY_TEMPI.get(meter.group(1)) if meter else None
+    session tempo (what the audio uses: notation.with_play_tempo), else None."""
+    own = re.search(r"^Q:\s*(\S+)", _header(text), re.M)
+    return own.group(1) if own else session_tempo(_header(text))
 
 
 def check(tempo: int, instrument: str, transpose: int) -> None:

@@ -28,13 +28,18 @@ def _first_error(out: str) -> str:
     return "no tune found"
 
 
+def session_tempo(header: str) -> str | None:
+    """The session tempo (PLAY_TEMPI, as Q: writes it) for the meter of a tune's header."""
+    meter = _METER.search(header)
+    return PLAY_TEMPI.get(meter.group(1)) if meter else None
+
+
 def with_play_tempo(text: str) -> str:
     """The tune with a Q: line for its meter (PLAY_TEMPI) when its header has none."""
     end = _HEADER_END.search(text)
     if end is None or re.search(r"^Q:", text[: end.start()], re.M):
         return text
-    meter = _METER.search(text[: end.start()])
-    tempo = PLAY_TEMPI.get(meter.group(1)) if meter else None
+    tempo = session_tempo(text[: end.start()])
     if tempo is None:
         return text
     return f"{text[: end.start()]}Q:{tempo}\n{text[end.start():]}"
