@@ -96,6 +96,7 @@ def _tooltip(extra: list) -> list:
 
 def _probability_subtitle(g: Generation) -> str:
     return (f"at temperature {g.temperature:g}" + (f", top-k {g.top_k}" if g.top_k else "")
+            + (f", top-p {g.top_p:g}" if g.top_p < 1 else "")
             + ". Hover for the alternatives; click to pick a step.")
 
 
@@ -192,7 +193,8 @@ def distribution_frame(g: Generation, step: int, max_bars: int = DISTRIBUTION_MA
 
 
 def _sampled_label(g: Generation) -> str:
-    return f"T={g.temperature:g}" + (f", top-{g.top_k}" if g.top_k else "") + " (sampled)"
+    return (f"T={g.temperature:g}" + (f", top-{g.top_k}" if g.top_k else "")
+            + (f", top-p {g.top_p:g}" if g.top_p < 1 else "") + " (sampled)")
 
 
 def _distribution_titles(g: Generation, step: int) -> tuple[str, str]:

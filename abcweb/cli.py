@@ -43,6 +43,13 @@ def _number(kind, name, low=None, high=None):
     return parse
 
 
+def _top_p(text: str) -> float:
+    v = _number(float, "top-p", 0, 1)(text)
+    if v == 0:  # an empty nucleus: nothing could be drawn
+        raise argparse.ArgumentTypeError("top-p must be above 0 (1: no cut), not 0")
+    return v
+
+
 def _prime(text: str) -> str:
     # A shell cannot easily pass newlines: accept the two characters \n for one.
     return text.replace("\\n", "\n")
@@ -63,6 +70,10 @@ def add_sample(sub) -> None:
                    help="the text the tune starts from; \\n for a newline (default X:)")
     p.add_argument("--top-k", type=_number(int, "top-k", 0, 1000), default=0,
                    help="sample from the k most likely characters only (0: all)")
+    p.add_argument("--top-p", type=_top_p, default=1.0,
+                   help="nucleus sampling: draw from the likeliest characters that together "
+                        "hold this share of the probability (1: all; 0.5 is the RWKV ABC "
+                        "model's advice)")
     p.add_argument("--best-of", type=_number(int, "best-of", 1, MAX_BEST_OF), default=BEST_OF,
                    help=f"keep the best of this many drafts by the musical yardsticks (default "
                    f"{BEST_OF}; 1: the model's own draw for the seed)")
@@ -89,7 +100,7 @@ def run_sample(args) -> int:
     # One tune in a process of one thread: no GIL to share, so no worker to start.
     s = load_sampler(path, backend=args.backend, workers=False)
     g = s.generate(args.prime, args.length, args.temperature, args.seed, args.top_k,
-                   stop_at_end=not args.no_stop, best_of=args.best_of)
+                   stop_at_end=not args.no_stop, best_of=args.best_of, top_p=args.top_p)
     if args.json:
         print(json.dumps({"text": g.text, "stopped": g.stopped, "draft": g.draft,
                           "drafts": g.drafts, "steps": [
@@ -185,6 +196,8 @@ def add_evaluate(sub) -> None:
                         "yardsticks (default 200)")
     p.add_argument("--length", type=_number(int, "length", 1, 5000), default=800)
     p.add_argument("--temperature", type=_number(float, "temperature", 0, 100), default=1.0)
+    p.add_argument("--top-p", type=_top_p, default=1.0,
+                   help="nucleus sampling's share of the probability (default 1: no cut)")
     p.add_argument("--best-of", type=_number(int, "best-of", 1, 16), default=None,
                    help="also measure the best of this many drafts, as visitors get them "
                         "(default: the library's default; 1: the model's own draws only)")
@@ -197,7 +210,7 @@ def run_evaluate(args) -> int:
     from .drafts import BEST_OF
     report = evaluate.evaluate(args.weights, args.irish, samples=args.samples,
                                length=args.length, temperature=args.temperature,
-                               best_of=args.best_of or BEST_OF)
+                               best_of=args.best_of or BEST_OF, top_p=args.top_p)
     print(json.dumps(report, indent=1) if args.json else evaluate.format_report(report))
     return 0
 

@@ -73,7 +73,8 @@ def notebook_style(s: Sampler, heldout: list[str], n: int = 10) -> dict:
 
 
 def evaluate(weights: str | None, irish_path: str, samples: int = 200, length: int = 800,
-             temperature: float = 1.0, best_of: int = drafts.BEST_OF) -> dict:
+             temperature: float = 1.0, best_of: int = drafts.BEST_OF, top_p: float = 1.0
+             ) -> dict:
     s = load_sampler(weights, backend="numpy")
     irish = corpus.load_irish(irish_path)
     t0 = time.perf_counter()
@@ -92,11 +93,12 @@ def evaluate(weights: str | None, irish_path: str, samples: int = 200, length: i
     gens = []
     for start in range(0, samples, 20):  # batches of 20 candidates
         seeds = list(range(start, min(start + 20, samples)))
-        gens += s.generate_many("X:", length, temperature, seeds)
+        gens += s.generate_many("X:", length, temperature, seeds, top_p=top_p)
     firsts = [tunes.first_complete_tune(g.text) for g in gens]
     report["generated"] = check_tunes([t.text if t else None for t in firsts])
     report["generated"]["completed"] = sum(t is not None for t in firsts)
     report["generated"]["settings"] = {"samples": samples, "temperature": temperature,
+                                       "top_p": top_p,
                                        "length": length, "prime": "X:", "seeds": f"0..{samples-1}"}
     report["real_heldout"] = check_tunes(list(irish.heldout.tunes))
     music_gen = yardsticks.measure([t.text if t else None for t in firsts])
@@ -105,7 +107,7 @@ def evaluate(weights: str | None, irish_path: str, samples: int = 200, length: i
                        "real_heldout": yardsticks.public(music_real),
                        "distances": yardsticks.compare(music_gen, music_real)}
     if best_of > 1:  # what a visitor gets by default: the best of the drafts
-        best = [s.generate("X:", length, temperature, seed, best_of=best_of)
+        best = [s.generate("X:", length, temperature, seed, best_of=best_of, top_p=top_p)
                 for seed in range(samples)]
         kept = [tunes.first_complete_tune(g.text) for g in best]
         music_best = yardsticks.measure([t.text if t else None for t in kept])

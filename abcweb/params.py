@@ -1,9 +1,9 @@
 """Generation settings <-> URL query parameters, for links that bring back the exact tune.
 
-A share link carries five settings and the id of the shipped model that wrote the tune; together
+A share link carries six settings and the id of the shipped model that wrote the tune; together
 they fix the tune completely:
 
-    ?seed=42&prime=X%3A&length=600&temperature=0.8&top_k=0&best=8&model=de2eb17119ae
+    ?seed=42&prime=X%3A&length=600&temperature=0.8&top_k=0&top_p=1&best=8&model=de2eb17119ae
 
 A server keeps every model it has shipped (checkpoint.shipped_models), so a link brings back its
 tune after new weights ship. Links made before they carried an id have settings but no `model`:
@@ -21,6 +21,7 @@ dashboard's range (out of range) with a message saying what was changed:
 | `length`      | 600     | LENGTH_MIN .. LENGTH_MAX; clamped, then rounded to LENGTH_STEP  |
 | `temperature` | 0.9     | 0 .. 2; clamped, then rounded to TEMPERATURE_STEP               |
 | `top_k`       | 0 (off) | 0 .. TOP_K_MAX; clamped                                         |
+| `top_p`       | 1 (off) | nucleus, TOP_P_MIN .. 1; clamped, then rounded to TOP_P_STEP    |
 | `best`        | 8       | drafts the tune is the best of, 1 .. MAX_BEST_OF; clamped       |
 | `tempo`       | 0       | beats per minute to play at, 24 .. 204, or 0: the tune's own    |
 |               |         | (its Q:, else its type's); clamped, rounded to TEMPO_STEP       |
@@ -52,9 +53,10 @@ SEED_MAX = 2**32 - 1
 LENGTH_MIN, LENGTH_MAX, LENGTH_STEP = 10, 2000, 10
 TEMPERATURE_MIN, TEMPERATURE_MAX, TEMPERATURE_STEP = 0.0, 2.0, 0.05
 TOP_K_MAX = 40
+TOP_P_MIN, TOP_P_STEP = 0.05, 0.05
 TEMPO_STEP = 4  # the tempo slider's steps from TEMPO_MIN (24, 28, ... 204)
 TEMPOS = [0] + list(range(TEMPO_MIN, TEMPO_MAX + 1, TEMPO_STEP))  # 0: the tune's own
-KEYS = ("seed", "prime", "length", "temperature", "top_k", "best", "tempo", "instrument",
+KEYS = ("seed", "prime", "length", "temperature", "top_k", "top_p", "best", "tempo", "instrument",
         "transpose", "model")
 # The shipped model until links carried ids (December 2026): every such link is its tune.
 LEGACY_MODEL = "de2eb17119ae"
@@ -70,6 +72,7 @@ class Settings:
     # the meter, at 0.9 99.0%, with as real a melody; at 0.8 the melody grows plainer.
     temperature: float = 0.9
     top_k: int = 0
+    top_p: float = 1.0  # 1 draws from every character; links made before top-p mean 1
     best: int = BEST_OF  # the tune is the best of this many drafts (abcweb/drafts.py)
     # How it is played (abcweb/arrange.py): never what the model writes.
     tempo: int = 0
@@ -90,6 +93,10 @@ LEGACY_DEFAULTS = Settings(temperature=1.0, best=1, model=LEGACY_MODEL)
 def round_temperature(t: float) -> float:
     # Two decimals: 0.1 + 0.05 style float noise must not show up in a link or a cache key.
     return round(round(t / TEMPERATURE_STEP) * TEMPERATURE_STEP, 2)
+
+
+def round_top_p(p: float) -> float:
+    return min(max(round(round(p / TOP_P_STEP) * TOP_P_STEP, 2), TOP_P_MIN), 1.0)
 
 
 def _first(value):
@@ -159,6 +166,13 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
     top_k = d.top_k if get["top_k"] is None else _number(
         "top_k", get["top_k"], int, d.top_k, 0, TOP_K_MAX, messages)
 
+    top_p = d.top_p if get["top_p"] is None else _number(
+        "top_p", get["top_p"], float, d.top_p, TOP_P_MIN, 1.0, messages)
+    rounded = round_top_p(top_p)
+    if abs(rounded - top_p) > 1e-9:
+        messages.append(f"top_p {top_p:g} rounded to {rounded:g} (steps of {TOP_P_STEP:g})")
+    top_p = rounded
+
     best = d.best if get["best"] is None else _number(
         "best", get["best"], int, d.best, 1, MAX_BEST_OF, messages)
 
@@ -191,8 +205,9 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
             messages.append(f"model {str(get['model'])[:40]!r} is not a model id: using the "
                             "current model")
 
-    return Settings(int(seed), prime, int(length), float(temperature), int(top_k), int(best),
-                    int(tempo), instrument, int(transpose), model), messages
+    return Settings(int(seed), prime, int(length), float(temperature), int(top_k),
+                    float(top_p), int(best), int(tempo), instrument, int(transpose),
+                    model), messages
 
 
 def to_query(settings: Settings) -> dict[str, str]:
@@ -205,6 +220,7 @@ def to_query(settings: Settings) -> dict[str, str]:
         "length": str(int(settings.length)),
         "temperature": f"{round_temperature(settings.temperature):g}",
         "top_k": str(int(settings.top_k)),
+        "top_p": f"{round_top_p(settings.top_p):g}",
         "best": str(int(settings.best)),
         "tempo": str(int(settings.tempo)),
         "instrument": settings.instrument,

@@ -121,7 +121,7 @@ def serve(fd_in: int, out) -> None:
         try:
             s = sampler(req["path"], req["sha"], req.get("threads", 1))
             args = (req["prime"], req["length"], req["temperature"], req["seeds"],
-                    req["top_k"], req["stop_at_end"])
+                    req["top_k"], req["stop_at_end"], req.get("top_p", 1.0))
             if req.get("best"):  # judge the drafts here: only the chosen one goes back
                 i, text, lg, found = s.best_draft(*args)
                 frame = _reply({"ok": True, "texts": [text], "shapes": [lg.shape], "draft": i,
@@ -209,9 +209,9 @@ class _Worker:
 
 def _request(path: str, sha: str, prime: str, length: int, temperature: float,
              seeds: list[int], top_k: int, stop_at_end: bool, threads: int | None,
-             best: bool = False) -> dict:
+             best: bool = False, top_p: float = 1.0) -> dict:
     return {"path": path, "sha": sha, "prime": prime, "length": length,
-            "temperature": temperature, "seeds": seeds, "top_k": top_k,
+            "temperature": temperature, "seeds": seeds, "top_k": top_k, "top_p": top_p,
             "stop_at_end": stop_at_end, "threads": threads, "best": best}
 
 
@@ -273,21 +273,22 @@ class Pool:
 
     def generate(self, path: str, sha: str, prime: str, length: int, temperature: float,
                  seeds: list[int], top_k: int, stop_at_end: bool,
-                 timeout: float = REQUEST_TIMEOUT_S, threads: int | None = 1
-                 ) -> tuple[list[str], list[np.ndarray]]:
+                 timeout: float = REQUEST_TIMEOUT_S, threads: int | None = 1,
+                 top_p: float = 1.0) -> tuple[list[str], list[np.ndarray]]:
         """The generated text and the logits of each candidate."""
         reply, logits = self._call(_request(path, sha, prime, length, temperature, seeds,
-                                            top_k, stop_at_end, threads), timeout)
+                                            top_k, stop_at_end, threads, top_p=top_p),
+                                   timeout)
         return reply["texts"], logits
 
     def best(self, path: str, sha: str, prime: str, length: int, temperature: float,
              seeds: list[int], top_k: int, stop_at_end: bool,
-             timeout: float = REQUEST_TIMEOUT_S, threads: int | None = 1
-             ) -> tuple[int, str, np.ndarray, list[dict]]:
+             timeout: float = REQUEST_TIMEOUT_S, threads: int | None = 1,
+             top_p: float = 1.0) -> tuple[int, str, np.ndarray, list[dict]]:
         """Sampler.best_draft in a worker: the drafts never cross the pipe, only the one
         chosen (its index, text and logits) and every draft's yardsticks."""
         request = _request(path, sha, prime, length, temperature, seeds, top_k, stop_at_end,
-                           threads, best=True)
+                           threads, best=True, top_p=top_p)
         reply, logits = self._call(request, timeout)
         return reply["draft"], reply["texts"][0], logits[0], reply["drafts"]
 

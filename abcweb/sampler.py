@@ -58,6 +58,7 @@ class Generation:
     top_k: int
     seed: int
     stopped: str  # "end" (a complete tune), "length"
+    top_p: float = 1.0  # nucleus: draws kept to the likeliest characters holding this mass
     draft: int = 0  # which of the drafts this is (abcweb/drafts.py); 0 is the seed's own tune
     drafts: list[dict] = field(default_factory=list)  # each draft's yardsticks, when several
     _steps: list[Step] | None = field(default=None, repr=False)
@@ -66,23 +67,24 @@ class Generation:
     def text(self) -> str:
         return self.prime + self.generated
 
-    def probabilities(self, temperature: float | None = None, top_k: int | None = None
-                      ) -> np.ndarray:
+    def probabilities(self, temperature: float | None = None, top_k: int | None = None,
+                      top_p: float | None = None) -> np.ndarray:
         """[steps, vocab] distributions at a temperature (default: the one sampled at)."""
         t = self.temperature if temperature is None else temperature
         k = self.top_k if top_k is None else top_k
-        return distributions(self.logits, t, k)
+        return distributions(self.logits, t, k, self.top_p if top_p is None else top_p)
 
     def distribution(self, i: int, temperature: float | None = None) -> dict[str, float]:
-        p = distributions(self.logits[i: i + 1], self.temperature if temperature is None
-                          else temperature, self.top_k if temperature is None else 0)[0]
+        own = temperature is None  # the cuts belong to the temperature sampled at
+        p = distributions(self.logits[i: i + 1], self.temperature if own else temperature,
+                          self.top_k if own else 0, self.top_p if own else 1.0)[0]
         return dict(zip(self.vocab, p.tolist()))
 
     @property
     def steps(self) -> list[Step]:
         if self._steps is None:
             self._steps = make_steps(self.generated, self.logits, self.vocab,
-                                     self.temperature, self.top_k)
+                                     self.temperature, self.top_k, self.top_p)
         return self._steps
 
 
@@ -142,11 +144,21 @@ def check_args(prime: str, length: int, temperature: float, top_k: int, vocab_si
     return length, temperature, top_k, [check_seed(s) for s in seeds]
 
 
+def check_top_p(top_p) -> float:
+    if isinstance(top_p, bool) or not isinstance(top_p, numbers.Real):
+        raise ValueError(f"top-p must be a number, not {_show(top_p)}")
+    top_p = float(top_p)
+    if not (math.isfinite(top_p) and 0 < top_p <= 1):
+        raise ValueError(f"top-p must be above 0 and at most 1 (1: no cut), not {top_p:g}")
+    return top_p
+
+
 def uniforms(seed: int, length: int) -> np.ndarray:
     return np.random.default_rng(check_seed(seed)).random(length)
 
 
-def _masked(logits: np.ndarray, temperature: float, top_k: int) -> np.ndarray:
+def _masked(logits: np.ndarray, temperature: float, top_k: int, top_p: float = 1.0
+            ) -> np.ndarray:
     # Shift the maximum to 0 before dividing: a tiny temperature (1e-310) then gives -inf for
     # the others (greedy), not inf - inf = NaN probabilities.
     z = logits.astype(np.float64)
@@ -159,36 +171,54 @@ def _masked(logits: np.ndarray, temperature: float, top_k: int) -> np.ndarray:
     if top_k and top_k < z.shape[-1]:
         kth = np.partition(z, -top_k, axis=-1)[..., -top_k, None]
         z = np.where(z >= kth, z, -np.inf)
+    if top_p < 1:
+        z = _nucleus(z, top_p)
     return z
 
 
-def distributions(logits: np.ndarray, temperature: float, top_k: int = 0) -> np.ndarray:
+def _nucleus(z: np.ndarray, top_p: float) -> np.ndarray:
+    """Keep the likeliest characters whose probabilities, before each, sum to under top_p
+    (Holtzman et al. 2020: the smallest set holding top_p of the mass). Characters as likely
+    as the last one kept are kept too, so ties never depend on an order."""
+    p = np.exp(z)
+    p /= p.sum(-1, keepdims=True)
+    ps = -np.sort(-p, -1)
+    before = np.cumsum(ps, -1) - ps
+    n = (before < top_p).sum(-1, keepdims=True)  # at least 1: nothing comes before the first
+    last = np.take_along_axis(ps, n - 1, -1)
+    return np.where(p >= last, z, -np.inf)
+
+
+def distributions(logits: np.ndarray, temperature: float, top_k: int = 0, top_p: float = 1.0
+                  ) -> np.ndarray:
     if temperature == 0:
         out = np.zeros(logits.shape, np.float64)
         np.put_along_axis(out, logits.argmax(-1)[..., None], 1.0, -1)
         return out
-    z = _masked(logits, temperature, top_k)
+    z = _masked(logits, temperature, top_k, top_p)
     z -= z.max(-1, keepdims=True)
     p = np.exp(z)
     return p / p.sum(-1, keepdims=True)
 
 
-def choose(logits: np.ndarray, u: np.ndarray, temperature: float, top_k: int) -> np.ndarray:
-    """Draw one character per row by inverse CDF of the tempered, top-k cut softmax. The CDF
+def choose(logits: np.ndarray, u: np.ndarray, temperature: float, top_k: int,
+           top_p: float = 1.0) -> np.ndarray:
+    """Draw one character per row by inverse CDF of the tempered, top-k and top-p cut
+    softmax. The CDF
     is left unnormalised (u is scaled by its total instead): one division fewer per step, and
     the TensorFlow loop does exactly the same arithmetic."""
     if temperature == 0:
         return logits.argmax(-1)
-    cdf = np.cumsum(np.exp(_masked(logits, temperature, top_k)), -1)
+    cdf = np.cumsum(np.exp(_masked(logits, temperature, top_k, top_p)), -1)
     idx = (cdf <= (u * cdf[:, -1])[:, None]).sum(-1)
     return np.minimum(idx, logits.shape[-1] - 1)
 
 
 def make_steps(generated: str, logits: np.ndarray, vocab: str, temperature: float,
-               top_k: int) -> list[Step]:
+               top_k: int, top_p: float = 1.0) -> list[Step]:
     if not generated:
         return []
-    p = distributions(logits, temperature, top_k)
+    p = distributions(logits, temperature, top_k, top_p)
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = np.maximum(-np.where(p > 0, p * np.log2(p), 0.0).sum(-1), 0.0)
     idx = np.array([vocab.index(c) for c in generated])
@@ -376,7 +406,7 @@ class Sampler:
     # -- generation -------------------------------------------------------------------------
     def generate(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
                  seed: int = 0, top_k: int = 0, stop_at_end: bool = True,
-                 best_of: int = drafts.BEST_OF) -> Generation:
+                 best_of: int = drafts.BEST_OF, top_p: float = 1.0) -> Generation:
         """A tune: the best of `best_of` drafts by the musical yardsticks (abcweb/drafts.py),
         each the model's own tune for its draft seed; best_of=1 is the model's draw for
         `seed` alone."""
@@ -384,9 +414,11 @@ class Sampler:
         if not 1 <= best_of <= drafts.MAX_BEST_OF:
             raise ValueError(f"best-of must be from 1 to {drafts.MAX_BEST_OF}, not {best_of}")
         if best_of == 1:
-            return self.generate_many(prime, length, temperature, [seed], top_k, stop_at_end)[0]
+            return self.generate_many(prime, length, temperature, [seed], top_k, stop_at_end,
+                                      top_p=top_p)[0]
         length, temperature, top_k, (seed,) = check_args(prime, length, temperature, top_k,
                                                          len(self.vocab), [seed], stop_at_end)
+        top_p = check_top_p(top_p)
         encode(prime, self.vocab, "seed text")
         seeds = drafts.draft_seeds(seed, best_of)
         if self.backend == "numpy" and self.workers:
@@ -394,69 +426,76 @@ class Sampler:
 
             i, text, logits, found = pool().best(str(self.ckpt.path), self.ckpt.sha256, prime,
                                                  length, temperature, seeds, top_k,
-                                                 stop_at_end, threads=self.threads)
+                                                 stop_at_end, threads=self.threads,
+                                                 top_p=top_p)
         else:
             i, text, logits, found = self.best_draft(prime, length, temperature, seeds, top_k,
-                                                     stop_at_end)
+                                                     stop_at_end, top_p)
         stopped = "end" if stop_at_end and len(text) < length else "length"
         return Generation(prime, text, logits, self.vocab, temperature, top_k, seed, stopped,
-                          i, found)
+                          top_p, i, found)
 
     def best_draft(self, prime: str, length: int, temperature: float, seeds: list[int],
-                   top_k: int, stop_at_end: bool) -> tuple[int, str, np.ndarray, list[dict]]:
+                   top_k: int, stop_at_end: bool, top_p: float = 1.0
+                   ) -> tuple[int, str, np.ndarray, list[dict]]:
         """All drafts in one batch, judged: (chosen index, its text and logits, every
         draft's yardsticks). Runs here; generate() sends it to a sampling worker."""
         tokens, logits = self.generate_arrays(prime, length, temperature, seeds, top_k,
-                                              stop_at_end)
+                                              stop_at_end, top_p)
         texts = ["".join(self.vocab[t] for t in toks) for toks in tokens]
         judged = [drafts.judge(s, prime + t) for s, t in zip(seeds, texts)]
         i = drafts.pick(judged)
         return i, texts[i], logits[i], [d.as_dict() for d in judged]
 
     def generate_many(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
-                      seeds: list[int] = (0,), top_k: int = 0, stop_at_end: bool = True
-                      ) -> list[Generation]:
+                      seeds: list[int] = (0,), top_k: int = 0, stop_at_end: bool = True,
+                      top_p: float = 1.0) -> list[Generation]:
         """Several candidates in one batch, one per seed; each equals what generate() gives
         for that seed alone."""
         length, temperature, top_k, seeds = check_args(prime, length, temperature, top_k,
                                                        len(self.vocab), seeds, stop_at_end)
+        top_p = check_top_p(top_p)
         encode(prime, self.vocab, "seed text")  # names unknown characters, here
         if self.backend == "numpy" and self.workers:
             from .sample_worker import pool
 
             texts, logits = pool().generate(str(self.ckpt.path), self.ckpt.sha256, prime,
                                             length, temperature, seeds, top_k, stop_at_end,
-                                            threads=self.threads)
+                                            threads=self.threads, top_p=top_p)
         else:
             tokens, logits = self.generate_arrays(prime, length, temperature, seeds, top_k,
-                                                  stop_at_end)
+                                                  stop_at_end, top_p)
             texts = ["".join(self.vocab[t] for t in toks) for toks in tokens]
         out = []
         for seed, text, lg in zip(seeds, texts, logits):
             stopped = "end" if stop_at_end and len(text) < length else "length"
             out.append(Generation(prime, text, lg, self.vocab, temperature, top_k, seed,
-                                  stopped))
+                                  stopped, top_p))
         return out
 
     def generate_arrays(self, prime: str, length: int, temperature: float, seeds: list[int],
-                        top_k: int, stop_at_end: bool) -> tuple[list[list[int]], list[np.ndarray]]:
+                        top_k: int, stop_at_end: bool, top_p: float = 1.0
+                        ) -> tuple[list[list[int]], list[np.ndarray]]:
         """The tokens and logits of each candidate, computed here (arguments checked)."""
         length, temperature, top_k, seeds = check_args(prime, length, temperature, top_k,
                                                        len(self.vocab), seeds, stop_at_end)
+        top_p = check_top_p(top_p)
         ids = encode(prime, self.vocab, "seed text")
         u = np.stack([uniforms(s, length) for s in seeds])
         if self.backend == "tf":
-            return self._tf_backend().generate(ids, u, temperature, top_k, prime, stop_at_end)
+            return self._tf_backend().generate(ids, u, temperature, top_k, prime, stop_at_end,
+                                               top_p)
         with blas_threads(self.threads):
-            return self._numpy_generate(ids, u, temperature, top_k, prime, stop_at_end)
+            return self._numpy_generate(ids, u, temperature, top_k, prime, stop_at_end, top_p)
 
     def stream(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
-               seed: int = 0, top_k: int = 0, stop_at_end: bool = True, every: int = 25
-               ) -> Iterator[str]:
+               seed: int = 0, top_k: int = 0, stop_at_end: bool = True, every: int = 25,
+               top_p: float = 1.0) -> Iterator[str]:
         """The text as it is written, in chunks of `every` characters (same text as
         generate()). Uses the NumPy path: streaming is for a CPU host where it matters."""
         length, temperature, top_k, (seed,) = check_args(prime, length, temperature, top_k,
                                                          len(self.vocab), [seed], stop_at_end)
+        top_p = check_top_p(top_p)
         every = _whole(every, "every")
         if every < 1:
             raise ValueError(f"every must be at least 1 character, not {every}")
@@ -464,8 +503,8 @@ class Sampler:
         u = uniforms(seed, length)[None]
         # Checked above, before the first chunk is asked for: a generator body would not run
         # (or raise) until then.
-        return self._chunks(self._numpy_steps(ids, u, temperature, top_k, prime, stop_at_end),
-                            every)
+        return self._chunks(self._numpy_steps(ids, u, temperature, top_k, prime, stop_at_end,
+                                              top_p), every)
 
     def _chunks(self, steps, every: int) -> Iterator[str]:
         chunk = []
@@ -482,7 +521,7 @@ class Sampler:
         if chunk:
             yield "".join(chunk)
 
-    def _numpy_steps(self, ids, u, temperature, top_k, prime, stop_at_end):
+    def _numpy_steps(self, ids, u, temperature, top_k, prime, stop_at_end, top_p=1.0):
         batch, length = u.shape
         state = self.net.zero_state(batch)
         for t in ids[:-1]:
@@ -492,14 +531,14 @@ class Sampler:
         alive = np.ones(batch, bool)
         for i in range(length):
             logits = self.net.step(tok, state)
-            tok = choose(logits, u[:, i], temperature, top_k)
+            tok = choose(logits, u[:, i], temperature, top_k, top_p)
             yield tok, alive.copy()
             if stop_at_end:
                 alive &= ~end.update([self.vocab[t] for t in tok])
                 if not alive.any():
                     return
 
-    def _numpy_generate(self, ids, u, temperature, top_k, prime, stop_at_end):
+    def _numpy_generate(self, ids, u, temperature, top_k, prime, stop_at_end, top_p=1.0):
         """The hot loop: one step and one draw per character, nothing else per step."""
         batch, length = u.shape
         net, vocab = self.net, self.vocab
@@ -513,7 +552,7 @@ class Sampler:
         end = TuneEnd(prime, batch) if stop_at_end else None
         for i in range(length):
             logits[i] = net.step(tok, state)
-            tok = toks[i] = choose(logits[i], u[:, i], temperature, top_k)
+            tok = toks[i] = choose(logits[i], u[:, i], temperature, top_k, top_p)
             if end is not None:
                 done = end.update([vocab[t] for t in tok]) & (kept == length)
                 if done.any():

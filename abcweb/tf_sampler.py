@@ -30,7 +30,7 @@ class TFGenerator:
         spec = tf.TensorSpec
         self._loop = tf.function(self._generate, input_signature=[
             spec([None], tf.int32), spec([None, None], tf.float64), spec([], tf.float64),
-            spec([], tf.int32), spec([], tf.bool), spec([4], tf.int32)])
+            spec([], tf.int32), spec([], tf.bool), spec([4], tf.int32), spec([], tf.float64)])
         self._score = tf.function(self._logits, input_signature=[spec([None], tf.int32)])
 
     # -- the cell ---------------------------------------------------------------------------
@@ -53,7 +53,7 @@ class TFGenerator:
         return tuple(tf.zeros([batch, self.cfg.units]) for _ in range(2 * self.cfg.layers))
 
     # -- generation -------------------------------------------------------------------------
-    def _generate(self, prime, u, temperature, top_k, stop_at_end, flags):
+    def _generate(self, prime, u, temperature, top_k, stop_at_end, flags, top_p):
         self.traces += 1  # runs only while tracing
         batch, length = tf.shape(u)[0], tf.shape(u)[1]
         vocab = len(self.cfg.vocab)
@@ -84,6 +84,7 @@ class TFGenerator:
             z = (z - tf.reduce_max(z, 1, keepdims=True)) / tf.maximum(temperature, 1e-300)
             kth = tf.math.top_k(z, tf.clip_by_value(top_k, 1, vocab)).values[:, -1:]
             z = tf.where((top_k > 0) & (z < kth), tf.constant(-np.inf, tf.float64), z)
+            z = tf.cond(top_p < 1, lambda: self._nucleus(z, top_p), lambda: z)
             cdf = tf.cumsum(tf.exp(z), axis=1)
             drawn = tf.reduce_sum(tf.cast(cdf <= u[:, i: i + 1] * cdf[:, -1:], tf.int32), 1)
             drawn = tf.minimum(drawn, vocab - 1)
@@ -111,6 +112,18 @@ class TFGenerator:
         return (out[9].stack()[:n], out[10].stack()[:n], out[11].stack()[:n])
 
     @staticmethod
+    def _nucleus(z, top_p):
+        # As sampler._nucleus: keep what is at least as likely as the last character needed
+        # to hold top_p of the mass.
+        p = tf.exp(z)
+        p = p / tf.reduce_sum(p, 1, keepdims=True)
+        ps = tf.sort(p, axis=1, direction="DESCENDING")
+        before = tf.cumsum(ps, axis=1) - ps
+        n = tf.reduce_sum(tf.cast(before < top_p, tf.int32), 1, keepdims=True)
+        last = tf.gather(ps, n - 1, axis=1, batch_dims=1)
+        return tf.where(p >= last, z, tf.constant(-np.inf, tf.float64))
+
+    @staticmethod
     def prime_flags(prime: str) -> list[int]:
         lines = prime.split("\n")
         last = lines[-1]
@@ -119,11 +132,12 @@ class TFGenerator:
         return [min(len(last), 2), int(last[:1] == "K"), int(last[:2] == "K:"),
                 2 * int(seen) + int(prev_nl)]
 
-    def generate(self, ids, u, temperature, top_k, prime, stop_at_end):
+    def generate(self, ids, u, temperature, top_k, prime, stop_at_end, top_p=1.0):
         toks, logits, alive = self._loop(
             tf.constant(ids, tf.int32), tf.constant(u, tf.float64),
             tf.constant(temperature, tf.float64), tf.constant(top_k, tf.int32),
-            tf.constant(bool(stop_at_end)), tf.constant(self.prime_flags(prime), tf.int32))
+            tf.constant(bool(stop_at_end)), tf.constant(self.prime_flags(prime), tf.int32),
+            tf.constant(top_p, tf.float64))
         toks, logits, alive = toks.numpy().T, np.transpose(logits.numpy(), (1, 0, 2)), \
             alive.numpy().T
         rows = [toks[b][alive[b]].tolist() for b in range(toks.shape[0])]

@@ -81,7 +81,7 @@ def expected_text(model_dir, s: params.Settings) -> str:
     names the model shipped before ids, where this checkout keeps it)."""
     return load_sampler(checkpoint.folder_for(s.model, model_dir), "numpy").generate(
         s.prime, s.length, s.temperature, s.seed, s.top_k, stop_at_end=True,
-        best_of=s.best).text
+        best_of=s.best, top_p=s.top_p).text
 
 
 # -- generating -----------------------------------------------------------------------------
@@ -135,6 +135,22 @@ def test_moving_the_temperature_writes_a_new_tune_at_once(model_dir):
     assert "temperature=0.5" in at.sidebar.code[0].value
     prob = charts_of(at)["Probability of each chosen character"]
     assert "temperature 0.5" in prob["title"]["subtitle"]
+
+
+def test_top_p_writes_the_librarys_nucleus_tune_and_links_carry_it(model_dir):
+    at = run_app({"seed": "9"})
+    before = tune_of(at)
+    at.sidebar.slider(key="top_p").set_value(0.5).run()
+    assert not at.exception
+    after = tune_of(at)
+    assert after != before
+    assert after == expected_text(model_dir, params.Settings(seed=9, top_p=0.5))
+    link = at.sidebar.code[0].value
+    assert "top_p=0.5" in link
+    prob = charts_of(at)["Probability of each chosen character"]
+    assert "top-p 0.5" in prob["title"]["subtitle"]
+    again = run_app({k: v[-1] for k, v in parse_qs(urlsplit(link).query).items()})
+    assert tune_of(again) == after and again.session_state["top_p"] == 0.5
 
 
 def test_links_bring_back_tunes_of_earlier_shipped_models(tmp_path, monkeypatch):

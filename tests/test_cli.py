@@ -58,6 +58,15 @@ def test_sample_prints_abc(tiny_dir):
     assert len(p.stdout) <= len("X:1\nT:") + 80 + 1
 
 
+def test_sample_top_p_is_the_librarys(tiny_dir):
+    from abcweb import load_sampler
+    p = cli("sample", "--weights", tiny_dir, "--seed", 4, "--length", 120, "--top-p", 0.5)
+    assert p.returncode == 0, p.stderr
+    s = load_sampler(tiny_dir, backend="numpy", workers=False)
+    assert p.stdout.rstrip("\n") == s.generate("X:", 120, 1.0, 4, top_p=0.5).text.rstrip("\n")
+    assert p.stdout != cli("sample", "--weights", tiny_dir, "--seed", 4, "--length", 120).stdout
+
+
 @pytest.mark.parametrize("args, words", [
     (["--temperature", "hot"], ["temperature", "hot"]),
     (["--temperature", "-1"], ["temperature"]),
@@ -65,6 +74,8 @@ def test_sample_prints_abc(tiny_dir):
     (["--length", "-5"], ["length"]),
     (["--length", "99999999"], ["length"]),
     (["--top-k", "x"], ["top-k"]),
+    (["--top-p", "0"], ["top-p", "above 0"]),
+    (["--top-p", "1.2"], ["top-p"]),
     (["--seed", "1.5"], ["seed"]),
     (["--prime", "X:\u00e9"], ["'\u00e9'"]),
     (["--prime", ""], ["empty"]),

@@ -119,16 +119,16 @@ def test_repeated_parameters_take_the_last_value():
 @given(seed=st.integers(0, params.SEED_MAX),
        length=st.integers(params.LENGTH_MIN // params.LENGTH_STEP,
                           params.LENGTH_MAX // params.LENGTH_STEP),
-       t=st.integers(0, 40), k=st.integers(0, params.TOP_K_MAX),
+       t=st.integers(0, 40), k=st.integers(0, params.TOP_K_MAX), p=st.integers(1, 20),
        prime=st.text(min_size=1, max_size=50).filter(lambda p: "\r" not in p),
        best=st.integers(1, params.MAX_BEST_OF),
        tempo=st.sampled_from(params.TEMPOS), instrument=st.sampled_from(list(INSTRUMENTS)),
        transpose=st.integers(-12, 12),
        model=st.from_regex(params.MODEL_ID, fullmatch=True))
-def test_round_trip_property(seed, length, t, k, prime, best, tempo, instrument, transpose,
+def test_round_trip_property(seed, length, t, k, p, prime, best, tempo, instrument, transpose,
                              model):
     s = Settings(seed, prime, length * params.LENGTH_STEP, params.round_temperature(t * 0.05),
-                 k, best, tempo, instrument, transpose, model)
+                 k, params.round_top_p(p * 0.05), best, tempo, instrument, transpose, model)
     assert from_query(to_query(s)) == (s, [])
 
 
@@ -140,4 +140,5 @@ def test_any_query_gives_valid_settings(query):
     assert s.length % params.LENGTH_STEP == 0
     assert params.TEMPERATURE_MIN <= s.temperature <= params.TEMPERATURE_MAX
     assert 0 <= s.top_k <= params.TOP_K_MAX
+    assert params.TOP_P_MIN <= s.top_p <= 1 and s.top_p == params.round_top_p(s.top_p)
     assert 1 <= len(s.prime) <= MAX_PRIME

@@ -61,9 +61,12 @@ def test_tf_backend_matches_numpy_without_retracing(s, s_tf):
         b = s_tf.generate(prime, length, temp, seed, k)
         assert a.text == b.text
         assert np.abs(a.logits - b.logits).max() < 1e-4
+    for temp, k, p in [(1.0, 0, 0.5), (1.5, 5, 0.8), (0.9, 0, 0.05)]:  # nucleus too
+        assert (s.generate("X:", 150, temp, 6, k, top_p=p).text
+                == s_tf.generate("X:", 150, temp, 6, k, top_p=p).text)
     many = s_tf.generate_many("X:", 90, 1.0, seeds=[1, 2, 3, 4])
     assert [g.text for g in many] == [s.generate("X:", 90, 1.0, seed).text for seed in (1, 2, 3, 4)]
-    assert s_tf.traces == 1  # temperature, length, seed, top-k and batch never retrace
+    assert s_tf.traces == 1  # temperature, length, seed, top-k, top-p, batch never retrace
 
 
 def test_scores_agree_between_backends(s, s_tf):
@@ -103,6 +106,39 @@ def test_top_k_restricts_choices(s):
         assert abs(sum(p for _, p in st.top) - 1.0) < 1e-6
 
 
+def test_top_p_keeps_the_smallest_set_holding_that_mass(s):
+    g = s.generate("X:", 200, 1.2, seed=4, top_p=0.6)
+    assert g.top_p == 0.6
+    full = g.probabilities(top_p=1.0)
+    cut = g.probabilities()
+    for p_full, p_cut, char in zip(full, cut, g.generated):
+        kept = p_cut > 0
+        order = np.argsort(-p_full)
+        n = kept.sum()
+        # The kept characters are the n likeliest; n - 1 of them hold under 0.6, n at least.
+        assert set(np.flatnonzero(kept)) == set(order[:n].tolist())
+        assert p_full[order[: n - 1]].sum() < 0.6 <= p_full[order[:n]].sum() + 1e-9
+        assert p_cut[s.vocab.index(char)] > 0  # every drawn character was in the nucleus
+        assert p_cut.sum() == pytest.approx(1.0)
+    assert 1 <= (cut > 0).sum(-1).min() and (cut > 0).sum(-1).mean() < (full > 0).sum(-1).mean()
+
+
+def test_top_p_one_changes_nothing_and_lower_is_surer(s):
+    a = s.generate("X:", 300, 1.0, seed=8, best_of=1)
+    assert s.generate("X:", 300, 1.0, seed=8, best_of=1, top_p=1.0).text == a.text
+    low = s.generate_many("X:", 300, 1.0, seeds=list(range(8)), top_p=0.3)
+    full = s.generate_many("X:", 300, 1.0, seeds=list(range(8)))
+    surprise = [np.mean([-math.log2(st.prob) for st in g.steps]) for g in low]
+    assert np.mean(surprise) < np.mean([np.mean([-math.log2(g.probabilities(top_p=1.0)[i][
+        s.vocab.index(c)]) for i, c in enumerate(g.generated)]) for g in full])
+    # Drafts carry it too: in the worker and in this thread alike.
+    local = load_sampler(s.ckpt.path, backend="numpy", workers=False)
+    assert (s.generate("X:", 200, 1.0, seed=3, best_of=4, top_p=0.5).text
+            == local.generate("X:", 200, 1.0, seed=3, best_of=4, top_p=0.5).text)
+    assert (s.generate("X:", 200, 1.0, seed=3, best_of=4, top_p=0.5).text
+            != s.generate("X:", 200, 1.0, seed=3, best_of=4).text)
+
+
 def test_distribution_at_other_temperature(s):
     g = s.generate("X:", 30, 0.5, seed=2)
     d_half, d_one = g.distribution(3), g.distribution(3, temperature=1.0)
@@ -115,7 +151,8 @@ def test_distribution_at_other_temperature(s):
     (dict(temperature=float("inf")), "temperature"), (dict(temperature=1e9), "temperature"),
     (dict(length=-1), "length"), (dict(length=10**9), "length"), (dict(top_k=-1), "top-k"),
     (dict(top_k=10**6), "top-k"), (dict(prime=""), "empty"), (dict(prime="X" * 10**6), "most"),
-    (dict(seed=-3), "seed"), (dict(seed="abc"), "seed"),
+    (dict(seed=-3), "seed"), (dict(seed="abc"), "seed"), (dict(top_p=0), "top-p"),
+    (dict(top_p=1.5), "top-p"), (dict(top_p=float("nan")), "top-p"), (dict(top_p="0.5"), "top-p"),
 ])
 def test_bad_arguments_raise_clear_errors(s, bad, message):
     with pytest.raises(ValueError, match=message):

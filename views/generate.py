@@ -87,6 +87,11 @@ def sidebar_sampling() -> None:
                    "above 1 is wilder.")
     st.slider("Top-k", 0, params.TOP_K_MAX, key="top_k",
               help="Draw only from the k likeliest characters (0: no cut).")
+    st.slider("Top-p (nucleus)", params.TOP_P_MIN, 1.0, step=params.TOP_P_STEP, key="top_p",
+              format="%.2f",
+              help="Draw only from the likeliest characters that together hold this share of "
+                   "the probability (1: no cut). Lower keeps the model to its surer choices "
+                   "wherever it is sure, and leaves it free where it is not.")
     st.slider("Best of (drafts)", 1, params.MAX_BEST_OF, key="best",
               help="The model writes this many drafts at once and the page keeps the one that "
                    "is valid ABC, ends on its key's home note and keeps the meter best. Every "
@@ -183,7 +188,7 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
     """The generation for the settings (cached); streamed into the page when writing it is
     expected to take long. Returns (generation, seconds, was cached) or None on an error."""
     args = (model_path(model), backend, settings.prime, settings.length,
-            settings.temperature, settings.seed, settings.top_k, settings.best)
+            settings.temperature, settings.seed, settings.top_k, settings.top_p, settings.best)
     try:
         # Streaming costs a second pass for the charts' logits: only worth it when the
         # text would otherwise keep a visitor waiting.
@@ -193,7 +198,8 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
             slot = st.empty()
             text = settings.prime
             for chunk in sampler.stream(settings.prime, settings.length, settings.temperature,
-                                        settings.seed, settings.top_k, stop_at_end=True):
+                                        settings.seed, settings.top_k, stop_at_end=True,
+                                        top_p=settings.top_p):
                 text += chunk
                 slot.code(text + "▌", language=None)
             slot.empty()
@@ -329,7 +335,8 @@ def drafts_note(g: Generation) -> str:
 
 
 def file_stem(settings: params.Settings) -> str:
-    return f"abcweb-seed{settings.seed}-t{settings.temperature:g}-k{settings.top_k}"
+    return (f"abcweb-seed{settings.seed}-t{settings.temperature:g}-k{settings.top_k}"
+            + (f"-p{settings.top_p:g}" if settings.top_p < 1 else ""))
 
 
 def tune_view(settings: params.Settings, model: str, backend: str) -> None:
@@ -348,7 +355,7 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
     tune = pick_tune(g)
     play = playing_version(tune.text, settings) if tune is not None else None
     renders = start_renders(tune.text, play) if tune is not None else {}
-    key = (model_path(model), backend, g.prime, g.generated, g.temperature, g.top_k)
+    key = (model_path(model), backend, g.prime, g.generated, g.temperature, g.top_k, g.top_p)
     built = tune_charts(key, g) if g.generated else None  # overlaps with the renders
 
     check, check_error = result(renders["check"]) if renders else (None, None)
@@ -453,7 +460,7 @@ def thinking(g: Generation, built: dict) -> None:
     st.subheader("What the model was thinking")
     n = len(g.generated)
     st.session_state._steps = n
-    tune_id = (g.prime, g.generated, g.temperature, g.top_k)
+    tune_id = (g.prime, g.generated, g.temperature, g.top_k, g.top_p)
     if st.session_state.get("_step_for") != tune_id or st.session_state.get("step", n) >= n:
         # A new tune: start at its most surprising character.
         st.session_state.step = int(np.argmin([s.prob for s in g.steps]))
