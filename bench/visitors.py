@@ -89,6 +89,7 @@ from load_test import (  # noqa: E402 - bench/ is not a package
 
 # -- settings ---------------------------------------------------------------------------------
 STREAM = "/_stcore/stream"
+REPLICA_HEADER = "x-abcweb-replica"  # set by deploy/haproxy.cfg
 SEED_BASE = 1_000_000  # visitor i's seeds start at SEED_BASE * (i + 1): no two visitors share one
 TRAINER_SEED = 424242
 TRAINER_LENGTH = 300  # the trainer's link: a short tune from a barely trained model
@@ -111,13 +112,17 @@ FINISHED_FRAGMENT = ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY
 COMPILE_ERROR = ForwardMsg.FINISHED_WITH_COMPILE_ERROR
 
 
-# -- HTTP, for the media ------------------------------------------------------------------------
-async def http_get(base: str, path: str, timeout: float = 60) -> tuple[int, bytes]:
-    """GET base+path over one plain HTTP/1.1 connection (no threads, no new dependency)."""
+# -- HTTP, for the page and the media -------------------------------------------------------------
+async def http_request(base: str, path: str, cookies: dict | None = None,
+                       timeout: float = 60) -> tuple[int, dict, bytes]:
+    """GET base+path over one plain HTTP/1.1 connection (no threads, no new dependency);
+    (status, headers, body). With a cookie jar, its cookies are sent and the response's
+    Set-Cookie lines go into it, as a browser does (a sticky balancer pins by cookie)."""
     u = urlsplit(base)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(u.hostname, u.port), timeout)
+    cookie = f"Cookie: {cookie_header(cookies)}\r\n" if cookies else ""
     try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {u.netloc}\r\nAccept: */*\r\n"
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {u.netloc}\r\nAccept: */*\r\n{cookie}"
                      "Connection: close\r\n\r\n".encode())
         data = await asyncio.wait_for(reader.read(), timeout)
     finally:
@@ -125,10 +130,26 @@ async def http_get(base: str, path: str, timeout: float = 60) -> tuple[int, byte
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    headers = {}
+    for k, _, v in (h.partition(":") for h in lines[1:]):
+        k, v = k.strip().lower(), v.strip()
+        if k == "set-cookie" and cookies is not None:
+            name, _, value = v.split(";", 1)[0].partition("=")
+            cookies[name.strip()] = value.strip()
+        headers[k] = v
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = dechunk(body)
+    return status, headers, body
+
+
+async def http_get(base: str, path: str, cookies: dict | None = None,
+                   timeout: float = 60) -> tuple[int, bytes]:
+    status, _, body = await http_request(base, path, cookies, timeout)
     return status, body
+
+
+def cookie_header(cookies: dict) -> str:
+    return "; ".join(f"{k}={v}" for k, v in cookies.items())
 
 
 def dechunk(data: bytes) -> bytes:
@@ -286,8 +307,12 @@ class Session:
     """One visitor's websocket: sends reruns, keeps widget values, fetches media, answers
     timed fragment reruns. run() sends a rerun and returns the page once it has finished."""
 
-    def __init__(self, base: str, name: str, stats: dict):
+    def __init__(self, base: str, name: str, stats: dict, cookies: dict | None = None):
         self.base, self.name, self.stats = base, name, stats
+        # A cookie jar (behind a sticky balancer): connect() first loads the page as a browser
+        # does, and its cookies go with the websocket upgrade and every media GET.
+        self.cookies = cookies
+        self.upgrade_headers: dict = {}  # the websocket upgrade's response headers
         self.ws = None
         self.reader: asyncio.Task | None = None
         self.widgets: dict[str, WidgetState] = {}  # id -> value the browser holds
@@ -310,9 +335,17 @@ class Session:
         self.fragment_runs = 0
 
     async def connect(self) -> None:
+        headers = {}
+        if self.cookies is not None:
+            status, _, _ = await http_request(self.base, "/", self.cookies)
+            if status != 200:
+                raise RunFailed(f"the page answered {status}")
+            headers["Cookie"] = cookie_header(self.cookies)
         url = "ws" + self.base[len("http"):] + STREAM
         self.ws = await websockets.connect(url, subprotocols=["streamlit"], origin=self.base,
-                                           max_size=None, open_timeout=60)
+                                           max_size=None, open_timeout=60,
+                                           additional_headers=headers)
+        self.upgrade_headers = {k.lower(): v for k, v in self.ws.response.headers.raw_items()}
         self.reader = asyncio.create_task(self.read())
 
     async def close(self) -> None:
@@ -445,7 +478,8 @@ class Session:
             self.widget_script[proto.id] = msg.metadata.active_script_hash
         for url in media_urls(el):
             if url not in self.fetches:
-                self.fetches[url] = asyncio.create_task(http_get(self.base, url))
+                self.fetches[url] = asyncio.create_task(http_get(self.base, url,
+                                                                 self.cookies))
 
     def on_finished(self, msg: ForwardMsg) -> None:
         status = msg.script_finished
@@ -511,6 +545,7 @@ class Visit:
     trained: dict | None = None
     training_window: tuple[float, float] | None = None  # perf_counter times: Start to done
     trained_model: Path | None = None  # a copy of the trainer's checkpoint
+    replica: str | None = None  # behind a balancer: who served it (REPLICA_HEADER)
 
 
 def record(visit: Visit, page: Page, seed: int, temperature: float, length: int, first: bool,
@@ -572,7 +607,7 @@ async def visitor(i: int, base: str, args, bounds: Bounds, stats: dict, on_tune)
     await asyncio.sleep(rng.uniform(0, args.ramp))
     if not bounds.claim(visit):
         return visit
-    s = Session(base, visit.name, stats)
+    s = Session(base, visit.name, stats, {} if args.cookies else None)
     try:
         t0 = time.perf_counter()
         await s.connect()
@@ -599,6 +634,7 @@ async def visitor(i: int, base: str, args, bounds: Bounds, stats: dict, on_tune)
     finally:
         await s.close()
         visit.exceptions, visit.problems = s.exceptions, s.problems
+        visit.replica = s.upgrade_headers.get(REPLICA_HEADER)
     return visit
 
 
@@ -616,7 +652,7 @@ async def trainer(base: str, args, stats: dict, tmpdir: Path | None, work: Path,
     Training starts once every visitor has had its first tune, so the tunes written while it
     trains compare with the tunes written while nobody does, not with a warming server."""
     visit = Visit("trainer")
-    s = Session(base, visit.name, stats)
+    s = Session(base, visit.name, stats, {} if args.cookies else None)
     try:
         t0 = time.perf_counter()
         await s.connect()
@@ -652,6 +688,7 @@ async def trainer(base: str, args, stats: dict, tmpdir: Path | None, work: Path,
     finally:
         await s.close()
         visit.exceptions, visit.problems = s.exceptions, s.problems
+        visit.replica = s.upgrade_headers.get(REPLICA_HEADER)
     return visit
 
 
@@ -1186,6 +1223,9 @@ def parse_args(argv=None):
                     help="url path of the Train view; when the page has no such page, the "
                          "Train widgets are looked for in the same run (tabs)")
     ap.add_argument("--url", default=None, help="use a running server (loopback only)")
+    ap.add_argument("--cookies", action="store_true",
+                    help="load the page first and carry its cookies, as a browser does "
+                         "(for a sticky balancer: bench/balancer.py)")
     ap.add_argument("--weights", default=None, help="checkpoint folder (default weights/)")
     ap.add_argument("--seed", dest="rng_seed", type=int, default=0,
                     help="seed of the think times and the changes (0)")
