@@ -72,6 +72,25 @@ def notebook_style(s: Sampler, heldout: list[str], n: int = 10) -> dict:
             "valid_share": valid / max(len(primes), 1)}
 
 
+def own_draws(s: Sampler, samples: int, length: int, temperature: float, top_p: float = 1.0
+              ) -> list[tunes.Tune | None]:
+    """The first complete tune of the model's own draw for seeds 0..samples-1 (None where
+    none completes)."""
+    gens = []
+    for start in range(0, samples, 20):  # batches of 20 candidates
+        seeds = list(range(start, min(start + 20, samples)))
+        gens += s.generate_many("X:", length, temperature, seeds, top_p=top_p)
+    return [tunes.first_complete_tune(g.text) for g in gens]
+
+
+def best_drafts(s: Sampler, samples: int, length: int, temperature: float, best_of: int,
+                top_p: float = 1.0) -> list[tunes.Tune | None]:
+    """The same seeds' tunes as visitors get them: the best of `best_of` drafts."""
+    best = [s.generate("X:", length, temperature, seed, best_of=best_of, top_p=top_p)
+            for seed in range(samples)]
+    return [tunes.first_complete_tune(g.text) for g in best]
+
+
 def evaluate(weights: str | None, irish_path: str, samples: int = 200, length: int = 800,
              temperature: float = 1.0, best_of: int = drafts.BEST_OF, top_p: float = 1.0
              ) -> dict:
@@ -90,11 +109,7 @@ def evaluate(weights: str | None, irish_path: str, samples: int = 200, length: i
     for key, text in validation_texts(s, irish_path).items():
         report[key] = s.score(text)
 
-    gens = []
-    for start in range(0, samples, 20):  # batches of 20 candidates
-        seeds = list(range(start, min(start + 20, samples)))
-        gens += s.generate_many("X:", length, temperature, seeds, top_p=top_p)
-    firsts = [tunes.first_complete_tune(g.text) for g in gens]
+    firsts = own_draws(s, samples, length, temperature, top_p)
     report["generated"] = check_tunes([t.text if t else None for t in firsts])
     report["generated"]["completed"] = sum(t is not None for t in firsts)
     report["generated"]["settings"] = {"samples": samples, "temperature": temperature,
@@ -107,9 +122,7 @@ def evaluate(weights: str | None, irish_path: str, samples: int = 200, length: i
                        "real_heldout": yardsticks.public(music_real),
                        "distances": yardsticks.compare(music_gen, music_real)}
     if best_of > 1:  # what a visitor gets by default: the best of the drafts
-        best = [s.generate("X:", length, temperature, seed, best_of=best_of, top_p=top_p)
-                for seed in range(samples)]
-        kept = [tunes.first_complete_tune(g.text) for g in best]
+        kept = best_drafts(s, samples, length, temperature, best_of, top_p)
         music_best = yardsticks.measure([t.text if t else None for t in kept])
         report["music"].update(best_of=best_of, best=yardsticks.public(music_best),
                                best_distances=yardsticks.compare(music_best, music_real))
