@@ -8,9 +8,10 @@ cd "$(dirname "$0")"
 mode="${1:-}"; shift || true
 case "$mode" in app|test) ;; *) echo "usage: ./run.sh app|test [args]" >&2; exit 2 ;; esac
 
-# --- Debian packages (packages.txt, plus chromium for the browser tests) --------------------
+# --- Debian packages (packages.txt; for the tests also chromium, for the browser tests, and
+# haproxy, which tests/test_balancer.py runs in front of two replicas) --------------------------
 debs=$(grep -v '^#' packages.txt | xargs)
-[ "$mode" = test ] && debs="$debs chromium"
+[ "$mode" = test ] && debs="$debs chromium haproxy"
 missing=()
 for p in $debs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
