@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shutil
 import subprocess
@@ -99,3 +100,136 @@ def test_the_image_builds():
     build = subprocess.run(["docker", "build", "-f", str(DOCKERFILE), "-t", "abcweb-test",
                             str(ROOT)], capture_output=True, text=True, timeout=3000)
     assert build.returncode == 0, build.stderr[-3000:]
+
+
+# -- replicas behind a balancer: deploy/haproxy.cfg, deploy/compose.yaml, deploy/k8s/ ----------
+HAPROXY_CFG = ROOT / "deploy" / "haproxy.cfg"
+COMPOSE = ROOT / "deploy" / "compose.yaml"
+K8S = ROOT / "deploy" / "k8s"
+HEALTH = "/_stcore/health"
+# Measured with bench/visitors.py (README): the server's peak RSS under 16 visitors plus its
+# two sampling workers; a training worker adds about 1 GB while it runs.
+MEASURED_MB, TRAINING_MB = 423 + 135, 1000
+
+
+def haproxy_lines() -> list[str]:
+    return [line.split("#", 1)[0].strip() for line in HAPROXY_CFG.read_text().splitlines()
+            if line.split("#", 1)[0].strip()]
+
+
+def test_haproxy_pins_visitors_by_cookie_and_carries_websockets():
+    lines = haproxy_lines()
+    assert "mode http" in lines  # cookies and websocket upgrades need HTTP mode
+    (cookie,) = [line.split() for line in lines if line.startswith("cookie ")]
+    assert cookie[1] == "SERVERID" and {"insert", "indirect", "nocache"} <= set(cookie[2:])
+    assert "option redispatch" in lines  # a stopped replica's visitors go elsewhere
+    tunnel = [line.split()[2] for line in lines if line.startswith("timeout tunnel")]
+    assert tunnel and tunnel[0].endswith("h")  # websockets live for hours, not the 60 s default
+    assert f"http-check send meth GET uri {HEALTH}" in lines
+    assert "http-check expect string ok" in lines
+    servers = [line.split() for line in lines if line.startswith("server ")]
+    assert len(servers) >= 2
+    for i, s in enumerate(servers, 1):  # app1 "${APP1}" cookie app1 ...
+        assert s[1] == f"app{i}" and s[2] == f'"${{APP{i}}}"' and s[s.index("cookie") + 1] == s[1]
+    assert any(line.startswith("default-server check") for line in lines)
+    # The bench and tests/test_balancer.py read the same cookie.
+    assert re.search(r'^COOKIE = "SERVERID"', (ROOT / "bench" / "balancer.py").read_text(), re.M)
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None,
+                    reason="no haproxy (./run.sh test installs it)")
+def test_haproxy_accepts_the_config_with_addresses_and_refuses_it_without():
+    def check(**env):
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("APP")}
+        return subprocess.run(["haproxy", "-c", "-f", str(HAPROXY_CFG)], capture_output=True,
+                              text=True, timeout=30, env={**clean, **env})
+
+    ok = check(APP1="127.0.0.1:8501", APP2="127.0.0.1:8502", DNS="127.0.0.11:53")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert check().returncode != 0  # APP1 is required: no silent empty backend
+
+
+def test_compose_runs_replicas_of_the_image_behind_haproxy_with_the_same_config():
+    yaml = pytest.importorskip("yaml")  # requirements-dev.txt
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    apps = {n: s for n, s in services.items() if n != "haproxy"}
+    assert len(apps) >= 2
+    for s in apps.values():
+        assert s["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert (COMPOSE.parent / s["build"]["context"]).resolve() == ROOT
+        assert s["expose"] == of("EXPOSE")
+    proxy = services["haproxy"]
+    assert proxy["image"].startswith("haproxy:")
+    assert "./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in proxy["volumes"]
+    env = proxy["environment"]
+    # Every replica is a server of the config (APPn), at the port the image listens on.
+    assert {env[f"APP{i}"] for i in range(1, len(apps) + 1)} == {f"{n}:8501" for n in apps}
+    servers = {line.split()[1] for line in haproxy_lines() if line.startswith("server ")}
+    assert {f"app{i}" for i in range(1, len(apps) + 1)} <= servers
+    port = env["BIND"].rsplit(":", 1)[1]
+    assert any(p.endswith(f":{port}") for p in proxy["ports"])
+    assert all(proxy["depends_on"][n]["condition"] == "service_healthy" for n in apps)
+
+
+def manifests() -> dict[str, dict]:
+    yaml = pytest.importorskip("yaml")
+    docs = [d for f in sorted(K8S.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())]
+    kinds = {d["kind"]: d for d in docs}
+    assert len(kinds) == len(docs)  # one of each
+    return kinds
+
+
+def megabytes(q: str) -> float:
+    """A Kubernetes memory quantity (600Mi, 2Gi, 1G) in MB."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMG])(i?)", q)
+    power = "KMG".index(m.group(2)) + 1
+    return float(m.group(1)) * (1024 if m.group(3) else 1000) ** power / 1e6
+
+
+def test_k8s_deployment_probes_streamlits_health_and_requests_what_was_measured():
+    m = manifests()
+    assert {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler"} <= set(m)
+    pod = m["Deployment"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert list(ports.values()) == [8501]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        get = c[probe]["httpGet"]
+        assert get["path"] == HEALTH and ports.get(get["port"], get["port"]) == 8501, probe
+    res = c["resources"]
+    assert megabytes(res["requests"]["memory"]) >= MEASURED_MB
+    assert megabytes(res["limits"]["memory"]) >= MEASURED_MB + TRAINING_MB
+    assert float(res["requests"]["cpu"]) >= 1
+    assert str(pod["securityContext"]["runAsUser"]) == of("USER")[-1]
+    labels = m["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert m["Deployment"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_k8s_service_ingress_and_autoscaler_point_at_the_pods_with_cookie_affinity():
+    m = manifests()
+    labels = m["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    svc = m["Service"]
+    assert svc["spec"]["selector"].items() <= labels.items()
+    (port,) = svc["spec"]["ports"]
+    (c,) = m["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert port["targetPort"] in {p["name"] for p in c["ports"]}
+
+    ing = m["Ingress"]
+    assert ing["apiVersion"] == "networking.k8s.io/v1"
+    a = {k.removeprefix("nginx.ingress.kubernetes.io/"): v
+         for k, v in ing["metadata"]["annotations"].items()}
+    assert a["affinity"] == "cookie" and a["affinity-mode"] == "persistent"
+    assert a["session-cookie-name"] and a["session-cookie-change-on-failure"] == "true"
+    assert int(a["proxy-read-timeout"]) >= 3600 and int(a["proxy-send-timeout"]) >= 3600
+    backends = [p["backend"]["service"] for r in ing["spec"]["rules"]
+                for p in r["http"]["paths"]]
+    assert backends and all(b["name"] == svc["metadata"]["name"]
+                            and b["port"]["name"] == port["name"] for b in backends)
+
+    hpa = m["HorizontalPodAutoscaler"]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", m["Deployment"]["metadata"]["name"])
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert hpa["spec"]["minReplicas"] >= 2
