@@ -3,7 +3,7 @@ own websocket protocol, while one more visitor trains a model.
 
     PYTHONPATH=. .venv/bin/python bench/visitors.py [--visitors 16] [--think 5]
         [--duration 60 | --tunes 200] [--length 600] [--train-steps 60 | --no-train]
-        [--url http://127.0.0.1:8501] [--json]
+        [--url http://127.0.0.1:8501] [--cookies] [--json]
 
 Why: a browser per visitor (bench/load_test.py) costs more CPU than the server it measures on
 a 2-core host. Here a visitor is a websocket and a few protobufs, so the figures are the
