@@ -28,6 +28,9 @@ def main() -> None:
     page = st.navigation([
         st.Page(PAGES["generate"], title="Generate", icon=":material/music_note:",
                 default=True),
+        st.Page(PAGES["edit"], title="Edit", icon=":material/edit_note:", url_path="edit"),
+        st.Page(PAGES["tunebook"], title="Tunebook", icon=":material/library_music:",
+                url_path="tunebook"),
         st.Page(PAGES["inside"], title="Inside the LSTM", icon=":material/neurology:",
                 url_path="inside"),
         st.Page(PAGES["train"], title="Train", icon=":material/model_training:",

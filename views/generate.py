@@ -3,40 +3,46 @@ model was thinking at each character."""
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import random
 import time
-from concurrent.futures import Future
 from functools import partial
 
 import numpy as np
 import streamlit as st
 
-from abcweb import abctools, arrange, charts, headers, params, training_job, tunes
+from abcweb import arrange, charts, headers, params, training_job, tunebook, tunes
 from abcweb.messages import public_message
 from abcweb.model import UnknownCharacters
 from abcweb.sampler import Generation, Sampler
+from views import tuneview
 from views.shared import (
     ANY,
     CPU,
     EARLIER,
     GPU,
-    PLAYER_FORMAT,
-    PLAYER_MIME,
     SHIPPED,
     current_settings,
     generate,
     header_choices,
+    keep_button,
     model_path,
-    render_pool,
+    open_in_editor,
     sampler_or_error,
     seconds_per_char,
     session_models,
     stream_after_s,
     tune_charts,
     written,
+)
+from views.tuneview import (  # noqa: F401 - download_wav: tests and benches find it here
+    check_verdict,
+    download_wav,
+    playing_version,
+    result,
+    start_renders,
+    tune_media,
 )
 
 
@@ -227,33 +233,10 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
     return g, seconds, cached
 
 
-def start_renders(text: str, play: str) -> dict[str, Future]:
-    """abc2midi checks the tune as written (its lines are the ones marked); the sheet music,
-    MIDI and audio are of the tune as it is to be played (arrange)."""
-    pool = render_pool()
-    return {"check": pool.submit(abctools.check, text),
-            "svg": pool.submit(abctools.to_svg, play),
-            "midi": pool.submit(abctools.to_midi, play),
-            "audio": pool.submit(abctools.to_audio, play, PLAYER_FORMAT)}
 
 
-def playing_version(text: str, settings: params.Settings) -> str:
-    """The tune at the chosen tempo, instrument and key; as written when it cannot be."""
-    try:
-        return arrange.arrange(text, settings.tempo, settings.instrument, settings.transpose)
-    except ValueError as e:
-        st.warning(f"Played as written: {public_message(e)}")
-        return text
 
 
-def result(future: Future):
-    """(value, None) or (None, message) for a render."""
-    try:
-        return future.result(timeout=60), None
-    except abctools.ToolError as e:
-        return None, public_message(e)
-    except Exception as e:  # noqa: BLE001 - a render must never break the page
-        return None, f"{type(e).__name__}: {public_message(e)}"
 
 
 def pick_tune(g: Generation) -> tunes.Tune | None:
@@ -262,44 +245,8 @@ def pick_tune(g: Generation) -> tunes.Tune | None:
 
 
 def abc_html(g: Generation, tune: tunes.Tune | None, problems) -> str:
-    """The text with line numbers; lines abc2midi complains about are marked, with the
-    message on hover and below the line; the seed text is grey."""
-    marks: dict[int, list] = {}
-    for p in problems:
-        if tune is None or p.line is None:
-            continue
-        line = tune.source_line(p.line)
-        if line is not None:
-            marks.setdefault(line, []).append(p)
-    prime_lines = g.prime.count("\n") + 1
-    rows = []
-    lines = g.text.split("\n")
-    while len(lines) > 1 and not lines[-1].strip():
-        lines.pop()  # the blank line that ends a tune is not worth a row
-    for n, line in enumerate(lines, 1):
-        ps = marks.get(n, [])
-        err = any(p.level == "error" for p in ps)
-        bg = "#ffebee" if err else "#fff8e1" if ps else "transparent"
-        sign = "✗" if err else "!" if ps else " "
-        colour = "#c62828" if err else "#ef6c00"
-        title = html.escape(" · ".join(f"{p.level}: {p.message}" for p in ps), quote=True)
-        body = html.escape(line) or " "
-        if n < prime_lines or (n == prime_lines and not g.prime.endswith("\n")):
-            body = f'<span style="color:#9e9e9e" title="seed text">{body}</span>'
-        kind = "error" if err else "warning" if ps else "ok"
-        rows.append(
-            f'<div data-line="{n}" data-status="{kind}" title="{title}" '
-            f'style="background:{bg};white-space:pre-wrap;word-break:break-all">'
-            f'<span style="color:#9e9e9e;user-select:none;display:inline-block;width:2.6em">'
-            f'{n:>3}</span><span style="color:{colour};user-select:none;display:inline-block;'
-            f'width:1.2em">{sign}</span>{body}</div>')
-        for p in ps[:2]:
-            rows.append(f'<div style="color:{colour};font-size:0.8em;padding-left:3.8em">'
-                        f'{html.escape(p.level)}: {html.escape(p.message)}</div>')
-    return ('<div data-testid="abc-text" style="font-family:ui-monospace,monospace;'
-            'font-size:0.85rem;line-height:1.45;max-height:460px;overflow:auto;'
-            'border:1px solid #e0e0e0;border-radius:6px;padding:6px 4px">'
-            + "".join(rows) + "</div>")
+    """The written text with abc2midi's lines marked; the seed text is grey."""
+    return tuneview.abc_html(g.text, tune, problems, g.prime)
 
 
 def verdict(g: Generation, tune: tunes.Tune | None, check, check_error: str | None) -> None:
@@ -307,15 +254,7 @@ def verdict(g: Generation, tune: tunes.Tune | None, check, check_error: str | No
         st.error("✗ No tune: the text holds no ABC tune (a tune needs a K: header line and "
                  "notes). Try a seed text that starts with X:.")
         return
-    if check_error:
-        st.warning(f"Cannot check this tune: {check_error}")
-    elif check.valid:
-        off = f", {check.bad_bars} off the meter" if check.bad_bars else ""
-        st.success(f"✓ Valid ABC: abc2midi reads it without errors ({check.bars} bars{off}).")
-    else:
-        n = len(check.errors)
-        st.error(f"✗ Invalid ABC: abc2midi found {n} error{'s' if n != 1 else ''} (marked "
-                 "in red in the text).")
+    check_verdict(check, check_error)
     if not tune.complete:
         st.warning(f"The tune was cut off at {len(g.generated)} characters before it ended: "
                    "raise the length for a whole tune.")
@@ -344,6 +283,8 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
     st.session_state.pop("_text", None)
     for message in st.session_state.pop("link_messages", []):
         st.warning(f"From the link: {message}")
+    for note in st.session_state.pop("page_notes", []):  # from the editor or the tunebook
+        st.info(note)
     sampler, model = sampler_or_error(model, backend)
     if sampler is None:
         return
@@ -367,6 +308,8 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
 
     left, right = st.columns([5, 6], gap="medium")
     with left:
+        if tune is not None:
+            tune_actions(tune, settings, model)
         st.html(abc_html(g, tune, check.problems if check else []))
         with st.expander("ABC text to copy"):
             st.code(g.text, language=None)
@@ -379,53 +322,22 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
     else:
         thinking(g, built)
     with media:
-        tune_media(g, play, renders, settings)
+        tune_media(play, renders, settings, file_stem(settings))
 
 
-def tune_media(g: Generation, play: str | None, renders: dict,
-               settings: params.Settings) -> None:
-    """Sheet music, player and downloads of the tune as it is to be played."""
-    if play is None:
-        return
-    svg, svg_error = result(renders["svg"])
-    if svg is not None:
-        st.image(svg, width="stretch")
-    else:
-        st.warning(f"No sheet music: {svg_error}")
-    audio, audio_error = result(renders["audio"])
-    if audio is not None:
-        st.audio(audio, format=PLAYER_MIME)
-        tempo = arrange.tempo_of(play)
-        st.caption(f"Played on {settings.instrument}"
-                   + (f" at {tempo.replace('=', ' = ')} per minute" if tempo else "")
-                   + (f", {settings.transpose:+d} semitones" if settings.transpose else ""))
-    else:
-        st.warning(f"No audio: {audio_error}")
-    midi, midi_error = result(renders["midi"])
-    # What reached the page, for tests (AppTest cannot read audio) and for debugging.
-    st.session_state._rendered = {
-        "tune": play, "svg": len(svg or ""), "midi": len(midi or b""),
-        "audio": len(audio or b""), "audio_head": (audio or b"")[:4],
-        "errors": [e for e in (svg_error, audio_error, midi_error) if e]}
-    stem = file_stem(settings)
-    a, b, c, d = st.columns(4)
-    a.download_button("ABC", play.encode(), f"{stem}.abc", "text/vnd.abc",
-                      on_click="ignore", width="stretch", icon=":material/download:")
-    if midi is not None:
-        b.download_button("MIDI", midi, f"{stem}.mid", "audio/midi", on_click="ignore",
-                          width="stretch", icon=":material/download:")
-    else:
-        b.caption(f"No MIDI: {midi_error}")
-    if audio is not None:
-        c.download_button(PLAYER_FORMAT.upper(), audio, f"{stem}.{PLAYER_FORMAT}", PLAYER_MIME,
-                          on_click="ignore", width="stretch", icon=":material/download:")
-        d.download_button("WAV", partial(download_wav, play), f"{stem}.wav", "audio/wav",
-                          on_click="ignore", width="stretch", icon=":material/download:")
+def tune_actions(tune: tunes.Tune, settings: params.Settings, model: str) -> None:
+    """Keep the tune in the session's tunebook, or open it in the editor."""
+    keep, edit = st.columns(2)
+    with keep:
+        keep_button(tunebook.Entry(tune.text, settings, model))
+    if edit.button("Edit", icon=":material/edit:", width="stretch",
+                   help="Open the tune in the editor: change it, check it, play it, and let "
+                        "the model continue from your version."):
+        open_in_editor(tune.text)
 
 
-def download_wav(text: str) -> bytes:
-    """WAV, encoded on click from the cached render (milliseconds)."""
-    return abctools.to_audio(text, "wav")
+
+
 
 
 # -- what the model was thinking ------------------------------------------------------------

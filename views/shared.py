@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import streamlit as st
 
-from abcweb import abctools, charts, headers, params
+from abcweb import abctools, charts, headers, params, tunebook
 from abcweb.checkpoint import CheckpointError, shipped_models
 from abcweb.corpus import load_bytes, load_music21
 from abcweb.messages import public_message
@@ -22,7 +22,7 @@ from abcweb.sampler import Generation, Sampler, load_sampler
 # One script per view; st.navigation runs only the open one (st.tabs ran every tab on every
 # rerun). Paths are relative to streamlit_app.py.
 PAGES = {"generate": "views/generate.py", "inside": "views/inside.py", "train": "views/train.py",
-         "about": "views/about.py"}
+         "about": "views/about.py", "tunebook": "views/tunebook.py", "edit": "views/edit.py"}
 # Settings that outlive a visit to another view: Streamlit forgets a widget's value when a run
 # does not draw it, unless the run writes it back (keep_settings).
 KEPT = ("seed", "prime", "length", "temperature", "top_k", "top_p", "best", "tempo", "instrument",
@@ -270,3 +270,54 @@ def sampler_or_error(model: str, backend: str) -> tuple[Sampler | None, str]:
         st.error(f"The shipped model cannot be loaded: {public_message(e)}. Train a model in "
                  "the Train page to sample from it, or put a checkpoint in weights/.")
     return None, model
+
+
+# -- the session's tunebook and editor (views/tunebook.py, views/edit.py) ----------------------
+def use_settings(settings: params.Settings, model: str = "") -> list[str]:
+    """Make settings the session's, as opening their link would: the Generate page then
+    writes their tune. `model` is a model choice of this session (a trained model), used
+    while the session still has it; else the model the settings name."""
+    messages: list[str] = []
+    for name, value in settings.as_dict().items():
+        st.session_state[name] = value
+    st.session_state.meter, st.session_state.key = _header_of(settings.prime)
+    st.session_state.model = (model if model and model in session_models()
+                              else model_for_link(settings.model, messages))
+    return messages
+
+
+def use_prime(prime: str) -> None:
+    """A new seed text for the Generate page, with the meter and key boxes to match."""
+    st.session_state.prime = prime
+    st.session_state.meter, st.session_state.key = _header_of(prime)
+
+
+def book() -> list[tunebook.Entry]:
+    """The tunes this session keeps, oldest first."""
+    return st.session_state.setdefault("book", [])
+
+
+def toggle_kept(entry: tunebook.Entry) -> None:
+    kept = [e for e in book() if not entry.same_tune(e)]
+    st.session_state.book = kept if len(kept) < len(book()) else tunebook.add(book(),
+                                                                              [entry])[0]
+
+
+def keep_button(entry: tunebook.Entry) -> None:
+    """A star by a tune: keep it in the tunebook, or take it out again. Not a fragment: a
+    fragment's rerun made Streamlit forget the sidebar's settings (a view that does not draw
+    them then lost them: tests/test_browser_tunebook.py). A click reruns the page from its
+    caches: the tune, its renders and its charts."""
+    kept = any(entry.same_tune(e) for e in book())
+    full = not kept and len(book()) >= tunebook.MAX_TUNES
+    st.button("Kept" if kept else "Keep", icon=":material/star:" if kept
+              else ":material/star_border:", on_click=toggle_kept, args=(entry,),
+              disabled=full, width="stretch", key="keep_tune",
+              help=f"The tunebook is full ({tunebook.MAX_TUNES} tunes)" if full else
+              "In your tunebook (the Tunebook page); click again to take it out" if kept
+              else "Keep this tune in your tunebook (the Tunebook page)")
+
+
+def open_in_editor(text: str) -> None:
+    st.session_state.edit_source = text
+    st.switch_page(PAGES["edit"])
