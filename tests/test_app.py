@@ -105,8 +105,8 @@ def test_first_visit_writes_checks_draws_and_plays_a_tune(model_dir):
     # The address bar carries the settings: the share link.
     assert at.query_params["seed"] == ["0"] or at.query_params["seed"] == "0"
     link = at.sidebar.code[0].value
-    assert link.startswith("?seed=0&prime=X%3A&length=600&temperature=0.9&top_k=0&best=8&tempo=0"
-                           "&instrument=piano&transpose=0&model=")
+    assert link.startswith("?seed=0&prime=X%3A&length=600&temperature=0.9&top_k=0&top_p=1"
+                           "&best=8&tempo=0&instrument=piano&transpose=0&model=")
 
 
 def page_module():
