@@ -735,7 +735,11 @@ def children(pid: int) -> list[int]:
     """A process's children, from each of its threads' children list (a scan of all of
     /proc costs 50 times more: it would be the client's biggest cost)."""
     out = []
-    for f in Path(f"/proc/{pid}/task").glob("*/children"):
+    try:  # an ABC tool may end between the parent's listing and this scan
+        files = list(Path(f"/proc/{pid}/task").glob("*/children"))
+    except OSError:
+        return out
+    for f in files:
         try:
             out += [int(c) for c in f.read_text().split()]
         except OSError:
