@@ -13,8 +13,38 @@ the way to a tune: the NumPy sampler does not need it, and training runs in its 
 from __future__ import annotations
 
 import streamlit as st
+import streamlit.components.v1 as components
 
 from views.shared import PAGES, favicon, init_state, keep_settings
+
+# Behind the balancer (deploy/haproxy.cfg) every response names the replica that served it. A
+# replica that stops takes this visitor's session with it, and Streamlit's page reconnects to
+# the next replica without running again, so the page would sit stale until the next click.
+# This watcher notices the replica change and reloads the page from its link (which the page
+# keeps current), with `moved=1` so the new replica says what happened. Without a balancer the
+# header is absent and it stops after one request.
+REPLICA_WATCH = """<script>
+let first = null;
+async function look() {
+  try {
+    const r = await fetch("/_stcore/health", {cache: "no-store", credentials: "same-origin"});
+    const who = r.headers.get("X-Abcweb-Replica");
+    if (!who) return;
+    if (first === null) first = who;
+    if (who !== first) {
+      // A sandboxed frame may not navigate the page itself: the page's own script does.
+      const doc = window.parent.document;
+      const s = doc.createElement("script");
+      s.textContent = 'const u = new URL(location.href); u.searchParams.set("moved", "1");'
+        + ' location.replace(u.toString());';
+      doc.head.appendChild(s);
+      return;
+    }
+  } catch (e) {}
+  setTimeout(look, 2000);
+}
+look();
+</script>"""
 
 
 def main() -> None:
@@ -38,7 +68,12 @@ def main() -> None:
         st.Page(PAGES["about"], title="About", icon=":material/info:", url_path="about"),
     ], position="top")
     st.title(":material/music_note: abcweb")
+    if st.session_state.pop("moved", False):
+        st.info("The server you were on has stopped, so this page was opened again on another "
+                "one: the same tune, from your link. A model you were training there is gone.",
+                icon=":material/sync:")
     page.run()
+    components.html(REPLICA_WATCH, height=0)
 
 
 if __name__ == "__main__":

@@ -228,18 +228,18 @@ def test_c_a_stopped_replica_sends_its_visitors_to_the_other_and_nothing_else_br
             closed = [m for m in console if "WebSocket onclose" in m]
             dialogs = await page.locator('[role="dialog"]').count()  # no "Connection error"
             # The survivor does not know the visitor's session, and Streamlit's page does not
-            # rerun on a reconnect. The visitor's next move starts a fresh session there,
-            # whose first run takes its settings from the link in the address bar (the page
-            # keeps it current): the tune the visitor had, its audio now served by the survivor.
-            box = page.locator('input[aria-label="Random seed"]')
-            await box.fill(str(SEED_C + 2))
-            await box.press("Enter")
-            deadline = time.monotonic() + 60
-            while (await page.request.get(before["audio"])).status != 200:
-                assert time.monotonic() < deadline, "the page never ran on the survivor"
-                await asyncio.sleep(0.2)
+            # rerun on a reconnect: the page's replica watcher sees the replica change and
+            # opens the page again from its link, and the survivor says what happened.
+            await page.get_by_text("The server you were on has stopped").wait_for(
+                timeout=60_000)
+            await page.wait_for_function(DONE, arg=[{"text": None, "audio": None,
+                                                     "chart": None}], timeout=120_000)
             await page.wait_for_function(IDLE)
             rebuilt = await page.evaluate(STATE)
+            replayed = await page.request.get(rebuilt["audio"])
+            rebuilt["played"] = (replayed.status, replayed.headers.get(HEADER))
+            rebuilt["url"] = page.url
+            box = page.locator('input[aria-label="Random seed"]')
             # From there on it is an ordinary session on the survivor.
             await box.fill(str(SEED_C + 2))
             await box.press("Enter")
@@ -261,6 +261,7 @@ def test_c_a_stopped_replica_sends_its_visitors_to_the_other_and_nothing_else_br
     assert closed and dialogs == 0, (closed, dialogs)
     rebuilt = after["rebuilt"]
     assert rebuilt["text"] == before_text(library) and rebuilt["exceptions"] == 0
+    assert rebuilt["played"] == (200, survivor) and "moved" not in rebuilt["url"]
     assert after["played"] == (200, survivor)
     assert after["text"] == shown(v.expected_text(library, SEED_C + 2, LENGTH, 1.0))
     assert re.search(rf"[?&]seed={SEED_C + 2}(&|$)", after["url"])

@@ -186,7 +186,12 @@ def init_state() -> None:
     """On a session's first run, take the settings from the link (query parameters)."""
     if st.session_state.get("_ready"):
         return
-    settings, messages = params.from_query(st.query_params.to_dict())
+    query = st.query_params.to_dict()
+    # The page's replica watcher (streamlit_app.py) reloads with moved=1 after a failover.
+    st.session_state.moved = query.pop("moved", None) == "1"
+    if "moved" in st.query_params:
+        del st.query_params["moved"]
+    settings, messages = params.from_query(query)
     for name, value in settings.as_dict().items():
         st.session_state[name] = value
     meter, key = _header_of(settings.prime)
