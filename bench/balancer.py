@@ -87,12 +87,7 @@ def haproxy(addresses: list[str], log: Path, timeout: float = 20):
         bs.wait_healthy(proc, url, timeout, log.read_text)  # through HAProxy to a replica
         yield url, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        bs.stop(proc)
         out.close()
 
 

@@ -39,6 +39,26 @@ def random_checkpoint(cfg: ModelConfig, seed: int = 0, scale: float = 0.3) -> ch
     return checkpoint.Checkpoint(cfg, weights, {"steps": 0})
 
 
+@pytest.fixture(scope="module")
+def model_dir() -> str | None:
+    """The model the page samples from (the shipped one, or $ABCWEB_WEIGHTS's folder)."""
+    weights = os.environ.get("ABCWEB_WEIGHTS") or None
+    try:
+        checkpoint.load(weights)
+    except checkpoint.CheckpointError as e:
+        pytest.skip(f"no model to sample from: {e}")
+    return weights
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    """The dashboard under `streamlit run` for a module's browser tests: its base URL."""
+    from browser_support import app_server
+
+    with app_server() as (url, _):
+        yield url
+
+
 @pytest.fixture(scope="session")
 def irish_path() -> Path:
     if not IRISH.exists():

@@ -27,15 +27,6 @@ WEIGHTS = os.environ.get("ABCWEB_WEIGHTS") or None
 
 
 
-@pytest.fixture(scope="module")
-def model_dir() -> str | None:
-    try:
-        checkpoint.load(WEIGHTS)
-    except checkpoint.CheckpointError as e:
-        pytest.skip(f"no model to sample from: {e}")
-    return WEIGHTS
-
-
 def run_app(query: dict | None = None, timeout: float = 90, legacy: bool = False) -> AppTest:
     """The page opened at a link. A link names its model, as the page's own links do, unless
     `legacy` (a link made before links carried ids)."""

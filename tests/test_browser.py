@@ -23,7 +23,6 @@ from browser_support import (
     CHROMIUM,
     ROOT,
     TUNE,
-    app_server,
     free_port,
     launch,
     tune_text,
@@ -44,16 +43,6 @@ TEMPERATURE = 'input[type="range"][aria-label="Temperature"]'
 MAGIC = {"mp3": (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"), "flac": (b"fLaC",),
          "wav": (b"RIFF",), "oga": (b"OggS",)}
 TIMEOUT = 60_000
-
-
-@pytest.fixture(scope="module")
-def server():
-    try:
-        checkpoint.load(os.environ.get("ABCWEB_WEIGHTS") or None)
-    except checkpoint.CheckpointError as e:
-        pytest.skip(f"no model to sample from: {e}")
-    with app_server() as (url, _):
-        yield url
 
 
 @pytest.fixture(scope="module")

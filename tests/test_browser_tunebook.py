@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from browser_support import CHARTS, CHROMIUM, TUNE, app_server, launch, tune_text, wait_idle
+from browser_support import CHARTS, CHROMIUM, TUNE, launch, tune_text, wait_idle
 
 from abcweb import abctools, checkpoint, tunebook
 
@@ -28,16 +28,6 @@ PLANTED = ('X:1\nT:Planted error\nM:6/8\nL:1/8\nK:D\nDFA dAF|DFA d2e|\n'
            'fed "H7"cBA|dAF D3|]\n')  # abc2midi: an unknown guitar chord on line 7
 MAGIC = {"mp3": (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"), "oga": (b"OggS",),
          "flac": (b"fLaC",), "wav": (b"RIFF",)}
-
-
-@pytest.fixture(scope="module")
-def server():
-    try:
-        checkpoint.load(os.environ.get("ABCWEB_WEIGHTS") or None)
-    except checkpoint.CheckpointError as e:
-        pytest.skip(f"no model to sample from: {e}")
-    with app_server() as (url, _):
-        yield url
 
 
 @pytest.fixture

@@ -653,15 +653,6 @@ def test_train_and_evaluate_refuse_bad_input_in_one_line(capsys, files, argv, wo
 
 
 # == the page (AppTest) ========================================================================
-@pytest.fixture(scope="module")
-def model_dir():
-    try:
-        checkpoint.load(WEIGHTS)
-    except checkpoint.CheckpointError as e:
-        pytest.skip(f"no model to sample from: {e}")
-    return WEIGHTS
-
-
 def app(query: dict | None = None, run: bool = True):
     from streamlit.testing.v1 import AppTest
 

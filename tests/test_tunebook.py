@@ -184,15 +184,6 @@ def test_saving_never_leaves_half_a_file(tmp_path, monkeypatch):
 
 
 # == the page ==================================================================================
-@pytest.fixture(scope="module")
-def model_dir() -> str | None:
-    try:
-        checkpoint.load(WEIGHTS)
-    except checkpoint.CheckpointError as e:
-        pytest.skip(f"no model to sample from: {e}")
-    return WEIGHTS
-
-
 @pytest.fixture
 def downloads(monkeypatch) -> dict[str, bytes]:
     """What the page's download buttons hold, by media file id (AppTest drops its media
