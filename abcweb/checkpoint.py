@@ -112,6 +112,17 @@ def save(ckpt: Checkpoint, folder: str | Path, dtype: str = "float32") -> Path:
     return folder
 
 
+def update_info(folder: str | Path, **fields) -> None:
+    """Set fields of a checkpoint's record (model.json) atomically; its weights and id stay."""
+    folder = resolve(folder)
+    manifest = _read_manifest(folder / MANIFEST)
+    reserved = {"format", "config", "files", "saved_at"} & set(fields)
+    if reserved:
+        raise ValueError(f"update_info cannot change {', '.join(sorted(reserved))}")
+    manifest.update(fields)
+    _fsync_write(folder / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+
+
 def _read_manifest(path: Path) -> dict:
     try:
         manifest = json.loads(path.read_text())

@@ -215,6 +215,32 @@ def run_evaluate(args) -> int:
     return 0
 
 
+# -- prior -------------------------------------------------------------------------------------
+def add_prior(sub) -> None:
+    p = sub.add_parser("prior", help="fit a model's melody prior (how drafts are tie-broken)",
+                       description="Compare the model's own draws with irish.abc's train pieces "
+                       "(never the held-out ones) interval by interval and degree by degree, "
+                       "and store the result in the model's model.json (abcweb/melody.py).")
+    p.add_argument("--irish", default=os.environ.get("ABCWEB_IRISH", "../shared/data/irish.abc"),
+                   help="path to irish.abc (its train pieces are the real tunes)")
+    p.add_argument("--weights", required=True, help="checkpoint folder to fit and update")
+    p.add_argument("--temperature", type=_number(float, "temperature", 0.05, 2), default=1.0,
+                   help="the temperature of the draws (the page's default)")
+    p.add_argument("--draws", type=_number(int, "draws", 25, 10000), default=400)
+    p.set_defaults(run=run_prior)
+
+
+def run_prior(args) -> int:
+    from . import checkpoint, corpus, melody
+    from .sampler import load_sampler
+    real = corpus.load_irish(args.irish).train.tunes
+    s = load_sampler(args.weights, backend="numpy")
+    prior = melody.fit(s, list(real), args.temperature, args.draws)
+    checkpoint.update_info(args.weights, melody_prior=prior)
+    print(f"melody prior written to {checkpoint.resolve(args.weights)}: {prior['fitted_on']}")
+    return 0
+
+
 # -- main --------------------------------------------------------------------------------------
 def build_parser() -> Parser:
     p = Parser(prog="python -m abcweb", description="abcweb: an LSTM that writes folk tunes.")
@@ -225,6 +251,7 @@ def build_parser() -> Parser:
     add_train(sub)
     add_evaluate(sub)
     add_cells(sub)
+    add_prior(sub)
     try:
         from .abctools import add_render_parser, run_render
     except ImportError:

@@ -51,13 +51,17 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def lstm_states(ckpt: Checkpoint, text: str) -> States:
-    """The LSTM's states and gates at every character of `text`, from a zero state."""
+    """The LSTM's states and gates at every character of `text`, read after the model's start
+    text (ModelConfig.start) from a zero state, as the sampler reads a seed text."""
     if not text:
         raise ValueError("no text to read: give at least one character")
     if len(text) > MAX_CHARS:
         raise ValueError(f"the text is {len(text):,} characters; the most is {MAX_CHARS:,}")
     cfg, w = ckpt.config, ckpt.weights
     ids = encode(text, cfg.vocab)  # UnknownCharacters names what the model cannot read
+    skip = len(cfg.start)
+    if skip:
+        ids = np.concatenate([encode(cfg.start, cfg.vocab), ids])
     steps, units = len(ids), cfg.units
     shape = (cfg.layers, steps, units)
     out = {k: np.empty(shape, np.float32) for k in ("c", "h", "i", "f", "o")}
@@ -82,7 +86,7 @@ def lstm_states(ckpt: Checkpoint, text: str) -> States:
         out["f"][layer] = gates[:, units: 2 * units]
         out["o"][layer] = gates[:, 2 * units: 3 * units]
         x = hs  # the next layer reads this one's hidden states
-    return States(text, **out)
+    return States(text, **{k: v[:, skip:] for k, v in out.items()})
 
 
 TRACKS = 0.3  # |r| below this: no unit tracks the feature

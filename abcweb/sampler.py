@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt_io
-from . import drafts
+from . import drafts, melody
 from .model import ModelConfig, encode
 
 MAX_LENGTH = 5000  # characters one call may generate
@@ -398,6 +398,13 @@ class Sampler:
         self._tf = None
         self._lock = threading.Lock()
         self._index = {ch: i for i, ch in enumerate(self.vocab)}
+        # The model's melody prior breaks ties between drafts (abcweb/melody.py); a model
+        # without one picks as it always did.
+        try:
+            prior = self.info.get("melody_prior")
+            self.melody_prior = melody.check_prior(prior) if prior else None
+        except ValueError as e:
+            raise ckpt_io.CheckpointError(f"{ckpt.path}: {e}") from None
 
     @property
     def traces(self) -> int:
@@ -443,7 +450,7 @@ class Sampler:
         tokens, logits = self.generate_arrays(prime, length, temperature, seeds, top_k,
                                               stop_at_end, top_p)
         texts = ["".join(self.vocab[t] for t in toks) for toks in tokens]
-        judged = [drafts.judge(s, prime + t) for s, t in zip(seeds, texts)]
+        judged = [drafts.judge(s, prime + t, self.melody_prior) for s, t in zip(seeds, texts)]
         i = drafts.pick(judged)
         return i, texts[i], logits[i], [d.as_dict() for d in judged]
 
@@ -480,13 +487,21 @@ class Sampler:
         length, temperature, top_k, seeds = check_args(prime, length, temperature, top_k,
                                                        len(self.vocab), seeds, stop_at_end)
         top_p = check_top_p(top_p)
-        ids = encode(prime, self.vocab, "seed text")
+        ids = self._prime_ids(prime)
         u = np.stack([uniforms(s, length) for s in seeds])
         if self.backend == "tf":
             return self._tf_backend().generate(ids, u, temperature, top_k, prime, stop_at_end,
                                                top_p)
         with blas_threads(self.threads):
             return self._numpy_generate(ids, u, temperature, top_k, prime, stop_at_end, top_p)
+
+    def _prime_ids(self, prime: str) -> np.ndarray:
+        """The ids the model reads before it writes: its start text (unseen; ModelConfig.start)
+        and the seed text."""
+        ids = encode(prime, self.vocab, "seed text")
+        if not self.cfg.start:
+            return ids
+        return np.concatenate([encode(self.cfg.start, self.vocab), ids])
 
     def stream(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
                seed: int = 0, top_k: int = 0, stop_at_end: bool = True, every: int = 25,
@@ -499,7 +514,7 @@ class Sampler:
         every = _whole(every, "every")
         if every < 1:
             raise ValueError(f"every must be at least 1 character, not {every}")
-        ids = encode(prime, self.vocab, "seed text")
+        ids = self._prime_ids(prime)
         u = uniforms(seed, length)[None]
         # Checked above, before the first chunk is asked for: a generator body would not run
         # (or raise) until then.
@@ -565,7 +580,9 @@ class Sampler:
     # -- scoring ----------------------------------------------------------------------------
     def logits_for(self, text: str) -> np.ndarray:
         """Logits before each of text[1:], context carried from a zero state at text[0]."""
-        ids = encode(text, self.vocab)
+        return self._logits_ids(encode(text, self.vocab))
+
+    def _logits_ids(self, ids: np.ndarray) -> np.ndarray:
         state = self.net.zero_state(1)
         out = np.empty((max(len(ids) - 1, 0), len(self.vocab)), np.float32)
         with blas_threads(self.threads):
@@ -574,17 +591,20 @@ class Sampler:
         return out
 
     def score(self, text: str) -> float:
-        """Mean negative log-likelihood of text[1:] in bits per character."""
+        """Mean negative log-likelihood of text[1:] in bits per character, read after the
+        model's start text as the sampler reads a seed text."""
         if not isinstance(text, str):
             raise ValueError(f"score needs text, not {_show(text)}")
         if len(text) < 2:
             raise ValueError("score needs at least two characters")
         ids = encode(text, self.vocab)
+        start = len(self.cfg.start)
+        full = np.concatenate([encode(self.cfg.start, self.vocab), ids]) if start else ids
         if self.backend == "tf":
-            logits = self._tf_backend().logits_for(ids)
+            logits = self._tf_backend().logits_for(full)
         else:
-            logits = self.logits_for(text)
-        z = logits.astype(np.float64)
+            logits = self._logits_ids(full)
+        z = logits[start:].astype(np.float64)
         z -= z.max(-1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
         return float(-logp[np.arange(len(ids) - 1), ids[1:]].mean() / LN2)

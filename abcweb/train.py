@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,8 @@ from .corpus import Corpus, to_alphabet
 from .model import ModelConfig, build_model, cpu_has_bf16, get_weights, set_weights
 
 LN2 = math.log(2.0)
+# Tunes are joined by a blank line in training, so every tune is read after one.
+SEPARATOR = "\n\n"
 
 
 @dataclass
@@ -126,6 +128,8 @@ class Trainer:
         import tensorflow as tf
 
         self.tf = tf
+        # The sampler reads the separator before a seed text, as every tune here is read.
+        config = replace(config, start=SEPARATOR)
         self.cfg = config
         self.s = settings or TrainSettings()
         self.s.validate()
@@ -139,7 +143,7 @@ class Trainer:
             tunes += ids * whole + ids[: int(round(frac * len(ids)))]
         if not tunes:
             raise ValueError("no training text: the corpus holds no tunes")
-        sep = np.asarray([config.vocab.index("\n")] * 2, np.int32)
+        sep = np.asarray([config.vocab.index(c) for c in SEPARATOR], np.int32)
         # A resumed run shuffles differently from the first: seed with the step reached.
         self.streams = Streams(tunes, sep, self.s.batch, self.s.seq_len,
                                self.s.seed + (init.steps if init else 0))

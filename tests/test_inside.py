@@ -37,6 +37,19 @@ def test_states_equal_the_keras_models_step_by_step(folder, request):
             assert np.all((gate[layer] >= 0) & (gate[layer] <= 1))
 
 
+def test_states_are_read_after_the_models_start_text(one_layer_dir):
+    import dataclasses
+
+    ck = checkpoint.load(one_layer_dir)
+    started = checkpoint.Checkpoint(dataclasses.replace(ck.config, start="\n\n"), ck.weights,
+                                    ck.info)
+    st, whole = lstm_states(started, TEXT), lstm_states(ck, "\n\n" + TEXT)
+    assert st.text == TEXT and st.c.shape[1] == len(TEXT)
+    np.testing.assert_allclose(st.c, whole.c[:, 2:], atol=1e-6)
+    np.testing.assert_allclose(st.f, whole.f[:, 2:], atol=1e-6)
+    assert np.abs(st.c - lstm_states(ck, TEXT).c).max() > 1e-3
+
+
 def test_bad_text_is_refused_clearly(one_layer_dir):
     ck = checkpoint.load(one_layer_dir)
     with pytest.raises(ValueError, match="no text"):

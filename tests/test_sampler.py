@@ -75,6 +75,44 @@ def test_scores_agree_between_backends(s, s_tf):
     assert 0 < s.score(text) < 20
 
 
+def test_start_text_is_read_before_the_seed_text_and_never_shown(tiny_dir):
+    """A model trained on tunes joined by blank lines reads one before the seed text: the same
+    as a start-less model given the blank line in its seed text, with the blank line unseen."""
+    import dataclasses
+
+    ck = checkpoint.load(tiny_dir)
+    plain = Sampler(ck, "numpy", workers=False)
+    started_ck = checkpoint.Checkpoint(dataclasses.replace(ck.config, start="\n\n"),
+                                       ck.weights, ck.info)
+    for backend in ("numpy", "tf"):
+        started = Sampler(started_ck, backend, workers=False)
+        for prime, seed, top_p in [("X:", 3, 1.0), ("X:1\nT:", 8, 0.9)]:
+            a = started.generate(prime, 150, 1.0, seed, top_p=top_p)
+            b = plain.generate("\n\n" + prime, 150, 1.0, seed, top_p=top_p)
+            assert a.text == prime + b.generated and a.prime == prime
+            assert np.abs(a.logits - b.logits).max() < 1e-4
+            assert a.text != plain.generate(prime, 150, 1.0, seed, top_p=top_p).text
+        streamed = "".join(started.stream("X:", 150, 1.0, 3))
+        assert streamed == started.generate("X:", 150, 1.0, 3).generated
+        text = "X:1\nT:Scored\nK:G\nGABc dedB|\n"
+        whole = plain._logits_ids(encode("\n\n" + text, ck.config.vocab))[2:]
+        z = whole.astype(np.float64) - whole.max(-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        ids = encode(text, ck.config.vocab)
+        expected = -logp[np.arange(len(ids) - 1), ids[1:]].mean() / math.log(2)
+        assert started.score(text) == pytest.approx(expected, abs=1e-4)
+    assert started.score(text) != pytest.approx(plain.score(text), abs=1e-4)
+
+
+def test_start_text_travels_in_the_config_and_old_configs_read_none(tmp_path):
+    cfg = ModelConfig(embedding=8, units=16, start="\n\n")
+    checkpoint.save(random_checkpoint(cfg), tmp_path)
+    assert checkpoint.load(tmp_path).config.start == "\n\n"
+    assert ModelConfig.from_dict({"embedding": 8, "units": 16}).start == ""
+    with pytest.raises(ValueError, match="start"):
+        ModelConfig.from_dict({"embedding": 8, "units": 16, "start": "\u00e9"})
+
+
 def test_generate_many_equals_single(s):
     many = s.generate_many("X:", 150, 1.0, seeds=[7, 8, 9])
     for seed, g in zip([7, 8, 9], many):

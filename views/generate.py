@@ -264,13 +264,20 @@ def verdict(g: Generation, tune: tunes.Tune | None, check, check_error: str | No
 
 
 def drafts_note(g: Generation) -> str:
-    """Which draft the page kept, and how many of the drafts were good (abcweb/drafts.py)."""
+    """Which draft the page kept, and how many of the drafts were good (abcweb/drafts.py),
+    and whether the melody prior (abcweb/melody.py) chose among equally good ones."""
     if len(g.drafts) < 2:
         return ""
     valid = sum(bool(d["valid"]) for d in g.drafts)
     home = sum(d["ends_on_tonic"] for d in g.drafts)
-    return (f" · best of {len(g.drafts)} drafts: draft {g.draft + 1} kept ({valid} valid, "
-            f"{home} ending on the home note)")
+    note = (f" · best of {len(g.drafts)} drafts: draft {g.draft + 1} kept ({valid} valid, "
+            f"{home} ending on the home note")
+    yardsticks = [d["score"] - d.get("melody", 0.0) for d in g.drafts]
+    best = max(yardsticks)
+    equal = sum(abs(y - best) < 1e-3 for y in yardsticks)
+    if equal > 1 and abs(yardsticks[g.draft] - best) < 1e-3 and g.drafts[g.draft].get("melody"):
+        note += f"; of {equal} equally good, the melody most like real tunes'"
+    return note + ")"
 
 
 def file_stem(settings: params.Settings) -> str:
