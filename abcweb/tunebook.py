@@ -7,7 +7,7 @@ In the file every tune has its own X: number and, right after it, a comment line
 settings that write it again (params.to_query, so every setting the page has travels):
 
     X:1
-    %abcweb seed=42&prime=X%3A&length=600&temperature=0.9&...&model=5425c0f1d080
+    %abcweb seed=42&prime=X%3A&length=600&temperature=0.9&...&model=eab5482af714
     T:...
 
 ABC tools skip comment lines, so the file is ordinary ABC. A tune without such a line (any

@@ -144,6 +144,28 @@ def test_top_p_writes_the_librarys_nucleus_tune_and_links_carry_it(model_dir):
     assert tune_of(again) == after and again.session_state["top_p"] == 0.5
 
 
+def test_the_caption_says_when_the_melody_chose_among_equally_good_drafts(model_dir):
+    """Seed 0 at the defaults: several drafts are equally valid, at home and in time, and the
+    melody prior (abcweb/melody.py) picks among them; the caption says which and why."""
+    s = params.Settings(seed=0)
+    g = load_sampler(model_dir, "numpy").generate("X:", s.length, s.temperature, s.seed,
+                                                  best_of=s.best)
+    yardsticks = [d["score"] - d["melody"] for d in g.drafts]
+    equal = sum(abs(y - max(yardsticks)) < 1e-3 for y in yardsticks)
+    by_yardsticks_alone = max(range(len(yardsticks)), key=lambda i: (yardsticks[i], -i))
+    assert equal > 1 and g.draft != by_yardsticks_alone  # the melody changed the choice here
+    at = run_app(params.to_query(s))
+    assert tune_of(at) == g.text
+    caption = next(c for c in texts(at.caption) if "characters written" in c)
+    assert f"best of 8 drafts: draft {g.draft + 1} kept" in caption
+    assert f"of {equal} equally good, the melody most like real tunes'" in caption
+    # The model before had no melody prior: its drafts are picked by the yardsticks alone.
+    if "5425c0f1d080" in checkpoint.shipped_models(model_dir):
+        old = run_app(params.to_query(params.Settings(seed=0, model="5425c0f1d080")))
+        caption = next(c for c in texts(old.caption) if "characters written" in c)
+        assert "draft" in caption and "melody" not in caption
+
+
 def test_links_bring_back_tunes_of_earlier_shipped_models(tmp_path, monkeypatch):
     """New weights ship; the model before them stays in weights/<id>/, and a link names the
     model that wrote it."""

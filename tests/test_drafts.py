@@ -73,3 +73,24 @@ def test_drafts_make_the_shipped_models_tunes_better():
     assert sum(d["valid"] for d in kept) >= max(15, sum(bool(d.valid) for d in own))
     assert sum(d["ends_on_tonic"] for d in kept) >= sum(d.ends_on_tonic for d in own) + 3
     assert sum(d["bad_bars"] for d in kept) < sum(d.bad_bars for d in own)
+
+
+@pytest.mark.parametrize("model_id, temperature, best_of, seed, digest", [
+    # Recorded with each model's code of its day: a link made then must bring these back.
+    ("5425c0f1d080", 0.9, 8, 42, "ecf197a41d92909d"),
+    ("5425c0f1d080", 0.9, 8, 2026, "a4b1f7cab3a71fd7"),
+    ("de2eb17119ae", 1.0, 1, 42, "84207e89f5d828c3"),
+    ("de2eb17119ae", 1.0, 1, 2026, "f3cc2f81ef9a42f9"),
+])
+def test_earlier_shipped_models_write_the_tunes_their_links_were_made_with(
+        model_id, temperature, best_of, seed, digest):
+    """Newer models read a start text and break ties between drafts by a melody prior; the
+    earlier ones have neither, so their tunes (and links) stay as they were."""
+    import hashlib
+
+    folder = checkpoint.folder_for(model_id)
+    assert folder.name == model_id  # kept in weights/<id>/, not the current model
+    s = load_sampler(folder, "numpy", workers=False)
+    assert s.cfg.start == "" and s.melody_prior is None
+    text = s.generate("X:", 600, temperature, seed, best_of=best_of).text
+    assert hashlib.sha256(text.encode()).hexdigest()[:16] == digest

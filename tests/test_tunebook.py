@@ -23,7 +23,7 @@ from conftest import JIG, jigs
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 GENERATE, EDIT, TUNEBOOK = "views/generate.py", "views/edit.py", "views/tunebook.py"
 WEIGHTS = os.environ.get("ABCWEB_WEIGHTS") or None
-MODEL = "5425c0f1d080"
+MODEL = checkpoint.model_id(WEIGHTS)  # the current model: book lines name it
 PLANTED = ('X:1\nT:Planted error\nM:6/8\nL:1/8\nK:D\nDFA dAF|DFA d2e|\n'
            'fed "H7"cBA|dAF D3|]\n')  # abc2midi: an unknown guitar chord on line 7
 PLAIN = "X:9\nT:Plain jig\nM:6/8\nL:1/8\nK:G\n|:GAB cBA|GAB d3:|\n"
