@@ -72,13 +72,14 @@ def notebook_style(s: Sampler, heldout: list[str], n: int = 10) -> dict:
             "valid_share": valid / max(len(primes), 1)}
 
 
-def own_draws(s: Sampler, samples: int, length: int, temperature: float, top_p: float = 1.0
-              ) -> list[tunes.Tune | None]:
-    """The first complete tune of the model's own draw for seeds 0..samples-1 (None where
-    none completes)."""
+def own_draws(s: Sampler, samples: int, length: int, temperature: float, top_p: float = 1.0,
+              first_seed: int = 0) -> list[tunes.Tune | None]:
+    """The first complete tune of the model's own draw for seeds first_seed.. (samples of
+    them; None where none completes)."""
     gens = []
-    for start in range(0, samples, 20):  # batches of 20 candidates
-        seeds = list(range(start, min(start + 20, samples)))
+    end = first_seed + samples
+    for start in range(first_seed, end, 20):  # batches of 20 candidates
+        seeds = list(range(start, min(start + 20, end)))
         gens += s.generate_many("X:", length, temperature, seeds, top_p=top_p)
     return [tunes.first_complete_tune(g.text) for g in gens]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checkpoint import Checkpoint
-from .model import encode
+from .model import encode_after_start
 
 MAX_CHARS = 20_000  # a text longer than this is refused (the arrays grow with it)
 
@@ -58,10 +58,8 @@ def lstm_states(ckpt: Checkpoint, text: str) -> States:
     if len(text) > MAX_CHARS:
         raise ValueError(f"the text is {len(text):,} characters; the most is {MAX_CHARS:,}")
     cfg, w = ckpt.config, ckpt.weights
-    ids = encode(text, cfg.vocab)  # UnknownCharacters names what the model cannot read
+    ids = encode_after_start(cfg, text)  # UnknownCharacters names what it cannot read
     skip = len(cfg.start)
-    if skip:
-        ids = np.concatenate([encode(cfg.start, cfg.vocab), ids])
     steps, units = len(ids), cfg.units
     shape = (cfg.layers, steps, units)
     out = {k: np.empty(shape, np.float32) for k in ("c", "h", "i", "f", "o")}

@@ -71,11 +71,9 @@ def score(prior: dict | None, facts) -> float:
     """A draft's melody score under a checked prior; 0 without one or without a melody."""
     if not prior or facts is None or facts.key is None or len(facts.pitches) < 2:
         return 0.0
-    p = np.asarray(facts.pitches)
-    top = yardsticks.INTERVAL_MAX
-    steps = np.clip(np.diff(p), -top, top) + top
-    s = (prior["interval_weight"] * prior["intervals"][steps].mean()
-         + prior["degree_weight"] * prior["degrees"][(p - facts.key.tonic) % 12].mean())
+    degrees, intervals = yardsticks.melody_bins(facts)
+    s = (prior["interval_weight"] * prior["intervals"][intervals].mean()
+         + prior["degree_weight"] * prior["degrees"][degrees].mean())
     return float(np.clip(s, -MAX_SCORE, MAX_SCORE))
 
 
@@ -83,16 +81,11 @@ def fit(sampler, real_tunes: list[str], temperature: float, drafts: int = 400,
         length: int = 800) -> dict:
     """Fit a prior for `sampler`'s model: its own draws (the first complete tune of each, seeds
     FIT_SEEDS..) against the real tunes."""
-    from . import tunes
+    from .evaluate import own_draws  # evaluate imports drafts, which imports this module
 
     real = [yardsticks.read_tune(t) for t in real_tunes]
-    drawn = []
-    for start in range(FIT_SEEDS, FIT_SEEDS + drafts, 25):
-        seeds = list(range(start, min(start + 25, FIT_SEEDS + drafts)))
-        for g in sampler.generate_many("X:", length, temperature, seeds):
-            tune = tunes.first_complete_tune(g.text)
-            if tune is not None:
-                drawn.append(yardsticks.read_tune(tune.text))
+    drawn = [yardsticks.read_tune(t.text)
+             for t in own_draws(sampler, drafts, length, temperature, first_seed=FIT_SEEDS) if t]
     return make_prior(real, drawn, {
         "fitted_on": f"{len(real_tunes)} real tunes against the model's own draws at "
                      f"temperature {temperature:g}, seeds {FIT_SEEDS}..{FIT_SEEDS + drafts - 1}"})

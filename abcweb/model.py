@@ -176,3 +176,10 @@ def encode(text: str, vocab: str, what: str = "text") -> np.ndarray:
     if unknown:
         raise UnknownCharacters(unknown, what)
     return np.fromiter((index[ch] for ch in text), np.int32, len(text))
+
+
+def encode_after_start(cfg: ModelConfig, text: str, what: str = "text") -> np.ndarray:
+    """The ids the model reads for `text`: its start text (ModelConfig.start), then the text.
+    Unknown characters are named as the `what`'s."""
+    ids = encode(text, cfg.vocab, what)
+    return np.concatenate([encode(cfg.start, cfg.vocab), ids]) if cfg.start else ids

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import checkpoint as ckpt_io
 from . import drafts, melody
-from .model import ModelConfig, encode
+from .model import ModelConfig, encode, encode_after_start
 
 MAX_LENGTH = 5000  # characters one call may generate
 MAX_PRIME = 5000  # characters of seed text
@@ -487,21 +487,13 @@ class Sampler:
         length, temperature, top_k, seeds = check_args(prime, length, temperature, top_k,
                                                        len(self.vocab), seeds, stop_at_end)
         top_p = check_top_p(top_p)
-        ids = self._prime_ids(prime)
+        ids = encode_after_start(self.cfg, prime, "seed text")
         u = np.stack([uniforms(s, length) for s in seeds])
         if self.backend == "tf":
             return self._tf_backend().generate(ids, u, temperature, top_k, prime, stop_at_end,
                                                top_p)
         with blas_threads(self.threads):
             return self._numpy_generate(ids, u, temperature, top_k, prime, stop_at_end, top_p)
-
-    def _prime_ids(self, prime: str) -> np.ndarray:
-        """The ids the model reads before it writes: its start text (unseen; ModelConfig.start)
-        and the seed text."""
-        ids = encode(prime, self.vocab, "seed text")
-        if not self.cfg.start:
-            return ids
-        return np.concatenate([encode(self.cfg.start, self.vocab), ids])
 
     def stream(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
                seed: int = 0, top_k: int = 0, stop_at_end: bool = True, every: int = 25,
@@ -514,7 +506,7 @@ class Sampler:
         every = _whole(every, "every")
         if every < 1:
             raise ValueError(f"every must be at least 1 character, not {every}")
-        ids = self._prime_ids(prime)
+        ids = encode_after_start(self.cfg, prime, "seed text")
         u = uniforms(seed, length)[None]
         # Checked above, before the first chunk is asked for: a generator body would not run
         # (or raise) until then.
@@ -597,9 +589,9 @@ class Sampler:
             raise ValueError(f"score needs text, not {_show(text)}")
         if len(text) < 2:
             raise ValueError("score needs at least two characters")
-        ids = encode(text, self.vocab)
+        full = encode_after_start(self.cfg, text)
         start = len(self.cfg.start)
-        full = np.concatenate([encode(self.cfg.start, self.vocab), ids]) if start else ids
+        ids = full[start:]
         if self.backend == "tf":
             logits = self._tf_backend().logits_for(full)
         else:

@@ -195,16 +195,23 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, mid - half), min(1.0, mid + half))
 
 
+def melody_bins(f: TuneFacts) -> tuple[np.ndarray, np.ndarray]:
+    """A tune's notes as scale-degree bins (0-11 above its tonic) and its melodic steps as
+    interval bins (0 .. 2 * INTERVAL_MAX, larger steps clipped); the tune needs a key."""
+    p = np.asarray(f.pitches)
+    steps = np.clip(np.diff(p), -INTERVAL_MAX, INTERVAL_MAX) + INTERVAL_MAX
+    return (p - f.key.tonic) % 12, steps
+
+
 def histograms(facts: list[TuneFacts]) -> tuple[np.ndarray, np.ndarray]:
     degrees = np.zeros(12)
     intervals = np.zeros(2 * INTERVAL_MAX + 1)
     for f in facts:
         if f.key is None or not f.pitches:
             continue
-        p = np.asarray(f.pitches)
-        np.add.at(degrees, (p - f.key.tonic) % 12, 1)
-        steps = np.clip(np.diff(p), -INTERVAL_MAX, INTERVAL_MAX) + INTERVAL_MAX
-        np.add.at(intervals, steps, 1)
+        degree_bins, interval_bins = melody_bins(f)
+        np.add.at(degrees, degree_bins, 1)
+        np.add.at(intervals, interval_bins, 1)
     return degrees, intervals
 
 

@@ -115,33 +115,25 @@ def test_the_wav_download_is_encoded_when_pressed(model_dir):
     assert len(data) > 5 * rendered["audio"]  # the player's MP3 is far smaller
 
 
-def test_moving_the_temperature_writes_a_new_tune_at_once(model_dir):
-    at = run_app({"seed": "4"})
+@pytest.mark.parametrize("key, seed, in_link, in_chart", [
+    ("temperature", 4, "temperature=0.5", "temperature 0.5"),
+    ("top_p", 9, "top_p=0.5", "top-p 0.5"),  # nucleus sampling, as the library draws it
+])
+def test_moving_a_sampling_slider_writes_the_librarys_tune_at_once_and_links_carry_it(
+        model_dir, key, seed, in_link, in_chart):
+    at = run_app({"seed": str(seed)})
     before = tune_of(at)
-    at.sidebar.slider(key="temperature").set_value(0.5).run()
+    at.sidebar.slider(key=key).set_value(0.5).run()
     assert not at.exception
     after = tune_of(at)
     assert after != before
-    assert after == expected_text(model_dir, params.Settings(seed=4, temperature=0.5))
-    assert "temperature=0.5" in at.sidebar.code[0].value
-    prob = charts_of(at)["Probability of each chosen character"]
-    assert "temperature 0.5" in prob["title"]["subtitle"]
-
-
-def test_top_p_writes_the_librarys_nucleus_tune_and_links_carry_it(model_dir):
-    at = run_app({"seed": "9"})
-    before = tune_of(at)
-    at.sidebar.slider(key="top_p").set_value(0.5).run()
-    assert not at.exception
-    after = tune_of(at)
-    assert after != before
-    assert after == expected_text(model_dir, params.Settings(seed=9, top_p=0.5))
+    assert after == expected_text(model_dir, params.Settings(seed=seed, **{key: 0.5}))
     link = at.sidebar.code[0].value
-    assert "top_p=0.5" in link
+    assert in_link in link
     prob = charts_of(at)["Probability of each chosen character"]
-    assert "top-p 0.5" in prob["title"]["subtitle"]
+    assert in_chart in prob["title"]["subtitle"]
     again = run_app({k: v[-1] for k, v in parse_qs(urlsplit(link).query).items()})
-    assert tune_of(again) == after and again.session_state["top_p"] == 0.5
+    assert tune_of(again) == after and again.session_state[key] == 0.5
 
 
 def test_the_caption_says_when_the_melody_chose_among_equally_good_drafts(model_dir):
