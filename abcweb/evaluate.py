@@ -11,7 +11,8 @@ rejection sampling, no retries.
 - the musical yardsticks (abcweb.yardsticks) of the same generated tunes beside irish.abc's
   held-out tunes: valid, bars that fit the meter, ending on the tonic, parts of 8 or 16 bars,
   out-of-key notes, and Jensen-Shannon distances of scale-degree and interval histograms
-  (generated against real, and real halves against each other), with 95% intervals;
+  (generated against real, and real halves against each other), with 95% intervals, and
+  the form: bars and 2-bar phrases that come back (with the real halves' range);
 - the sampler's speed: 600 characters, median of several runs.
 """
 
@@ -164,6 +165,12 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
+FORM_ROWS = [("bar_echo", "bars equal to an earlier bar of the tune"),
+             ("phrase_echo", "2-bar phrases equal to an earlier one"),
+             ("near_echo", f"bars within {yardsticks.NEAR_EDITS} edits of an earlier bar"),
+             ("looping_tunes", f"tunes with {yardsticks.LOOP_RUN} equal bars in a row")]
+
+
 def music_table(m: dict) -> str:
     """The yardsticks as a Markdown table: generated beside real, with 95% intervals."""
     names = [("valid", "valid (abc2midi -c)"), ("bars_fit_meter", "bars that fit the meter"),
@@ -182,6 +189,14 @@ def music_table(m: dict) -> str:
     rows = [head, "|---|---|" + ("---|" if best else "") + "---|"]
     rows += [f"| {label} | {cell(g[k])} |" + (f" {cell(best[k])} |" if best else "")
              + f" {cell(real[k])} |" for k, label in names]
+    for k, label in FORM_ROWS:
+        h = d["real_halves_form"][k]
+        rows.append(f"| {label} | {cell(g[k])} |" + (f" {cell(best[k])} |" if best else "")
+                    + f" {cell(real[k])}; halves {h['min']:.1%}-{h['max']:.1%} |")
+    over = "over_real_most_bar_echo"
+    rows.append(f"| tunes echoing more of their bars than any real tune ("
+                f"{d[over]['real_most']:.0%}) | {cell(d[over])} |"
+                + (f" {cell(bd[over])} |" if best else "") + " - |")
     for key, label in (("scale_degrees", "scale-degree histogram"),
                        ("intervals", "interval histogram")):
         halves = d[f"real_halves_{key}_js"]

@@ -12,7 +12,16 @@ decorations, grace notes and fields are skipped; within a chord the first note c
 - scale-degree and interval histograms (pitch classes above the tonic; melodic steps in
   semitones, clipped to an octave), compared between sets by Jensen-Shannon distance, as
   the symbolic-music literature does (Yang and Lerch 2020), beside the same distance between
-  random halves of the real tunes.
+  random halves of the real tunes;
+- form as echoes (issue 23): each bar as it is played (bar_spans: cut at bar lines and
+  endings; spaces, decorations, grace notes, chord symbols and slurs dropped; empty bars
+  dropped), read as written, so a part under a repeat sign is not played out twice (its
+  repeat is no echo in the text). Pooled over a set's bars: bars equal to an earlier bar of
+  the tune; 2-bar phrases equal to an earlier phrase that has ended before this one starts;
+  bars within NEAR_EDITS character edits of an earlier bar (the equal ones included); and,
+  since copy-paste is as wrong as never coming back, tunes with LOOP_RUN equal bars in a row
+  and tunes that echo more of their bars than any real tune. Intervals resample whole tunes;
+  the real spread is each share over random halves of the real tunes.
 """
 
 from __future__ import annotations
@@ -34,6 +43,12 @@ MODES = {"maj": 0, "ion": 0, "mix": -1, "dor": -2, "aeo": -3, "min": -3, "m": -3
          "loc": -5, "lyd": 1}
 FORM_BARS = (8, 16)
 INTERVAL_MAX = 12
+NEAR_EDITS = 2  # a bar this many character edits from an earlier one is a near echo
+# This many equal bars in a row: the tune loops one bar (7 of irish.abc's 726 train tunes do,
+# none of its 80 held-out tunes; two in a row are common).
+LOOP_RUN = 3
+BOOTSTRAP = 1000  # resamples of the tunes for a pooled share's interval
+HALVES = 20  # random splits of the real tunes into halves, for their spread
 
 _KEY = re.compile(r"^\s*([A-G])([#b]?)\s*([A-Za-z]*)")
 _SKIP = re.compile(r'"[^"\n]*"|![^!\n]*!|\+[^+\n]*\+|\{[^}\n]*\}|\[[A-Za-z]:[^\]\n]*\]|%.*')
@@ -110,17 +125,25 @@ class TuneFacts:
         return 0 if self.key is None else sum(p % 12 not in self.key.scale for p in self.pitches)
 
 
-def read_tune(text: str) -> TuneFacts:
-    """Key, melody pitches and bars per part of one tune's ABC text."""
-    fields = {}
+def _fields_and_body(text: str) -> tuple[dict[str, str], list[tuple[int, str]]]:
+    """The header's fields (the first of each letter; K:, L: and M: may also come in the body)
+    and the body's lines, each with its offset in text."""
+    fields: dict[str, str] = {}
     body = []
+    offset = 0
     for line in text.split("\n"):
         if re.match(r"^[A-Za-z+]:", line):
             if not body or line[0] in "KLM":
                 fields.setdefault(line[0], line[2:].strip())
-            continue
-        if "K" in fields:
-            body.append(line)
+        elif "K" in fields:
+            body.append((offset, line))
+        offset += len(line) + 1
+    return fields, body
+
+
+def read_tune(text: str) -> TuneFacts:
+    """Key, melody pitches and bars per part of one tune's ABC text."""
+    fields, body = _fields_and_body(text)
     facts = TuneFacts(parse_key(fields.get("K", "")))
     accidentals = dict(facts.key.accidentals) if facts.key else {c: 0 for c in LETTERS}
     full = _meter_units(fields.get("M", "4/4"), fields.get("L", "1/8"))
@@ -133,7 +156,7 @@ def read_tune(text: str) -> TuneFacts:
             bars += 1  # a pickup or a part's closing half-bar is no bar of its own
         bar_len = Fraction(0)
 
-    for line in body:
+    for _, line in body:
         for m in _TOKEN.finditer(_SKIP.sub(" ", line)):
             if m.group("bar"):
                 close_bar()
@@ -181,6 +204,74 @@ def read_tune(text: str) -> TuneFacts:
 
 def in_form(bars: int, repeated: bool) -> bool:
     return bars in FORM_BARS or (repeated and 2 * bars in FORM_BARS)
+
+
+# -- form: bars and phrases that come back -------------------------------------------------
+# A bar as it is played: the text between bar lines and endings, without spaces, decorations,
+# grace notes, chord symbols, slurs or line breaks; (3 tuplets, ties, chords and lengths stay.
+_FORM_DROP = re.compile(r"[\s\\!~.HIJKLMNOPQRSTUVWhijklmnopqrstuvwy)]|\((?!\d)")
+_BAR_LINE = re.compile(r"(?:\[\||:*\|+\]?:*|::+)(?:\[?\d+(?:[,-]\d+)*)?|\[\d+(?:[,-]\d+)*")
+
+
+def bar_spans(text: str) -> list[tuple[str, int, int]]:
+    """Each non-empty bar of a tune's body as written, repeats not played out: (the bar as
+    played, its start and end offsets in text)."""
+    _, body = _fields_and_body(text)
+    music = [" "] * len(text)  # the header and everything _SKIP drops stay blank
+    for offset, line in body:
+        kept = _SKIP.sub(lambda m: " " * len(m.group()), line)
+        music[offset:offset + len(kept)] = kept
+    music = "".join(music)
+    spans, start = [], 0
+    for m in [*_BAR_LINE.finditer(music), None]:
+        end = m.start() if m else len(music)
+        piece = music[start:end]
+        bar = _FORM_DROP.sub("", piece)
+        if bar:  # the span keeps to the bar's own characters, not the blanks around it
+            spans.append((bar, start + len(piece) - len(piece.lstrip()),
+                          start + len(piece.rstrip())))
+        start = m.end() if m else end
+    return spans
+
+
+def within_edits(a: str, b: str, limit: int) -> bool:
+    """Whether a and b are at most `limit` character edits apart (Levenshtein)."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+        if min(row) > limit:
+            return False
+    return row[-1] <= limit
+
+
+@dataclass
+class Form:
+    """How often a tune's bars and 2-bar phrases come back (counts over its bars as written)."""
+    bars: int
+    echoes: int  # bars equal to an earlier bar
+    near: int  # bars within NEAR_EDITS edits of an earlier bar, the equal ones included
+    phrases: int  # 2-bar windows, one starting at each bar but the last
+    phrase_echoes: int  # windows equal to an earlier window that ends before this one starts
+    longest_run: int  # the most equal bars in a row
+
+
+def read_form(text: str) -> Form:
+    bars = [b for b, _, _ in bar_spans(text)]
+    echoes = sum(b in bars[:i] for i, b in enumerate(bars))
+    near = sum(any(within_edits(b, e, NEAR_EDITS) for e in bars[:i]) for i, b in enumerate(bars))
+    # An earlier window that overlaps this one shares a bar with it: AAA would be a phrase
+    # echo of itself, so only windows that have ended count.
+    pairs = list(zip(bars, bars[1:]))
+    phrase_echoes = sum(p in pairs[:max(i - 1, 0)] for i, p in enumerate(pairs))
+    run = longest = 0
+    for i, b in enumerate(bars):
+        run = run + 1 if i and b == bars[i - 1] else 1
+        longest = max(longest, run)
+    return Form(len(bars), echoes, near, len(pairs), phrase_echoes, longest)
 
 
 # -- over a set of tunes -------------------------------------------------------------------
@@ -257,13 +348,42 @@ def measure(texts: list[str | None], check: bool = True) -> dict:
     if check:
         row["valid"] = _share(valid, n)
         row["bars_fit_meter"] = _share(bars - bad, bars)
-    row["_facts"] = facts
+    forms = [read_form(t) for t in done]
+    row.update(form_shares(forms))
+    row["_facts"], row["_forms"] = facts, forms
     return row
 
 
 def _share(k: int, n: int) -> dict:
     lo, hi = wilson(k, n)
     return {"count": k, "of": n, "share": k / n if n else 0.0, "ci95": [lo, hi]}
+
+
+# Each pooled share: (its numerator, its denominator) from a tune's Form.
+FORM_SHARES = {
+    "bar_echo": lambda f: (f.echoes, f.bars),
+    "phrase_echo": lambda f: (f.phrase_echoes, f.phrases),
+    "near_echo": lambda f: (f.near, f.bars),
+    "looping_tunes": lambda f: (f.longest_run >= LOOP_RUN, 1),
+}
+
+
+def form_shares(forms: list[Form], seed: int = 0) -> dict:
+    """The form measures pooled over the tunes' bars. The 95% interval resamples whole tunes
+    (a bootstrap): a tune's bars echo one another, so they are no independent draws."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(forms), (BOOTSTRAP, len(forms))) if forms else None
+    out = {}
+    for name, counts in FORM_SHARES.items():
+        k, n = np.array([counts(f) for f in forms], dtype=float).reshape(-1, 2).T
+        share = k.sum() / n.sum() if n.sum() else 0.0
+        lo = hi = share
+        if picks is not None:
+            boot = k[picks].sum(1) / np.maximum(n[picks].sum(1), 1)
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+        out[name] = {"count": int(k.sum()), "of": int(n.sum()), "share": float(share),
+                     "ci95": [float(lo), float(hi)]}
+    return out
 
 
 def compare(generated: dict, real: dict, splits: int = 20, seed: int = 0) -> dict:
@@ -280,12 +400,33 @@ def compare(generated: dict, real: dict, splits: int = 20, seed: int = 0) -> dic
         (ad, ai), (bd, bi) = histograms(a), histograms(b)
         halves_deg.append(js_distance(ad, bd))
         halves_int.append(js_distance(ai, bi))
+    most = max((f.echoes / f.bars for f in real["_forms"] if f.bars), default=0.0)
+    over = sum(f.bars > 0 and f.echoes / f.bars > most for f in generated["_forms"])
     return {"scale_degrees_js": js_distance(g_deg, r_deg),
             "intervals_js": js_distance(g_int, r_int),
             "real_halves_scale_degrees_js": {"mean": float(np.mean(halves_deg)),
                                              "max": float(np.max(halves_deg))},
             "real_halves_intervals_js": {"mean": float(np.mean(halves_int)),
-                                         "max": float(np.max(halves_int))}}
+                                         "max": float(np.max(halves_int))},
+            "real_halves_form": form_spread(real["_forms"], splits, seed),
+            # Copy-paste: tunes that echo their own bars more than any real tune does.
+            "over_real_most_bar_echo": {**_share(over, len(generated["_forms"])),
+                                        "real_most": most}}
+
+
+def form_spread(forms: list[Form], splits: int = HALVES, seed: int = 0) -> dict:
+    """Each form share over random halves of the real tunes (both halves of each split): the
+    range a model as good as the real tunes lands in on a set that size."""
+    rng = random.Random(seed)
+    forms = list(forms)
+    shares: dict[str, list[float]] = {name: [] for name in FORM_SHARES}
+    for _ in range(splits):
+        rng.shuffle(forms)
+        for half in (forms[: len(forms) // 2], forms[len(forms) // 2:]):
+            for name, x in form_shares(half).items():
+                shares[name].append(x["share"])
+    return {name: {"min": min(v), "mean": float(np.mean(v)), "max": max(v)}
+            for name, v in shares.items()}
 
 
 def public(row: dict) -> dict:

@@ -83,3 +83,102 @@ def test_real_held_out_tunes_measure_as_real_tunes(irish_path):
     d = Y.compare(row, row)
     assert d["scale_degrees_js"] == pytest.approx(0, abs=1e-9)
     assert 0 < d["real_halves_intervals_js"]["mean"] < 0.2
+    # Issue 23's figures for these tunes: 32% of bars, 14% of 2-bar phrases and 48% of bars
+    # (near, the equal ones included) come back; none loops a bar.
+    for name, share in (("bar_echo", 0.32), ("phrase_echo", 0.14), ("near_echo", 0.48)):
+        x, halves = row[name], d["real_halves_form"][name]
+        assert x["share"] == pytest.approx(share, abs=0.01)
+        assert x["ci95"][0] < x["share"] < x["ci95"][1]
+        assert halves["min"] < x["share"] < halves["max"]
+    assert row["bar_echo"]["of"] == row["bars_fit_meter"]["of"]  # abc2midi counts as many
+    assert row["looping_tunes"]["count"] == 0
+    assert d["over_real_most_bar_echo"]["count"] == 0
+
+
+# -- form ------------------------------------------------------------------------------------
+def tune(body: str) -> str:
+    return f"X:1\nT:Form\nM:4/4\nL:1/8\nK:G\n{body}\n"
+
+
+# Bars A B A B C A B D, where D is C with one note changed.
+AB = tune("|:GABc dedB|dedB g2fg|GABc dedB|dedB g2fg|\nc2ec B2dB|GABc dedB|dedB g2fg|c2ec B2dc:|")
+
+
+def test_bars_phrases_and_near_bars_that_come_back_are_counted():
+    assert [b for b, _, _ in Y.bar_spans(AB)][:3] == ["GABcdedB", "dedBg2fg", "GABcdedB"]
+    f = Y.read_form(AB)
+    assert (f.bars, f.echoes, f.near) == (8, 4, 5)
+    # Windows AB BA AB BC CA AB BD: the second and third AB come back.
+    assert (f.phrases, f.phrase_echoes) == (7, 2)
+    assert f.longest_run == 1
+
+
+def test_a_phrase_echoes_only_a_phrase_that_has_ended():
+    # A A A: the second window AA overlaps the first, so it is no phrase coming back.
+    assert Y.read_form(tune("|GABc dedB|GABc dedB|GABc dedB|")).phrase_echoes == 0
+    assert Y.read_form(tune("|GABc dedB|GABc dedB|GABc dedB|GABc dedB|")).phrase_echoes == 1
+
+
+def test_decorations_grace_notes_chord_symbols_and_spaces_are_not_the_bar():
+    dressed = AB.replace("|:GABc dedB|", '|:"G"~G AB{d}c !trill!d.e+fermata+dB|', 1)
+    dressed = dressed.replace("|dedB g2fg|", "|u(dedB) vg2 fg|", 1).replace("|\nc2ec", "|\\\nc2ec")
+    assert dressed != AB
+    assert Y.read_form(dressed) == Y.read_form(AB)
+    assert [b for b, _, _ in Y.bar_spans(dressed)] == [b for b, _, _ in Y.bar_spans(AB)]
+    # A tuplet and a chord are part of what is played.
+    assert Y.bar_spans(tune("|(3GAB [GB]2 d4|"))[0][0] == "(3GAB[GB]2d4"
+
+
+def test_bars_are_cut_at_endings_and_every_kind_of_bar_line():
+    body = "|:GABc dedB|1 AGFA G4:|2 AGFA G2z2||\n[|B4 d4::c4 e4|[1 d8:|[2 g8|]"
+    spans = Y.bar_spans(tune(body))
+    assert [b for b, _, _ in spans] == ["GABcdedB", "AGFAG4", "AGFAG2z2", "B4d4", "c4e4",
+                                        "d8", "g8"]
+    text = tune(body)
+    assert [text[a:e] for _, a, e in spans][:3] == ["GABc dedB", "AGFA G4", "AGFA G2z2"]
+    # Repeats are read as written: the part under :| is not played out a second time.
+    assert Y.read_form(tune("|:GABc dedB|dedB g2fg:|")).echoes == 0
+
+
+def test_a_tune_that_loops_one_bar_is_flagged():
+    loop = tune("|GABc dedB|" + "dedB dedB|" * 6 + "G8|]")
+    assert Y.read_form(loop).longest_run == 6 >= Y.LOOP_RUN
+    assert Y.read_form(loop).echoes == 5  # 5 of 8 bars
+    assert Y.read_form(AB).longest_run < Y.LOOP_RUN
+    row = Y.measure([loop, AB, None], check=False)
+    assert (row["looping_tunes"]["count"], row["looping_tunes"]["of"]) == (1, 2)
+    d = Y.compare(row, Y.measure([AB], check=False))
+    # AB echoes half its bars: the loop echoes more, AB does not.
+    assert d["over_real_most_bar_echo"]["real_most"] == 0.5
+    assert d["over_real_most_bar_echo"]["count"] == 1
+
+
+def test_pooled_form_shares_and_their_interval():
+    never = tune("|GABc dedB|dedB g2fg|c2ec B2dB|")
+    row = Y.measure([AB, never], check=False)
+    assert (row["bar_echo"]["count"], row["bar_echo"]["of"]) == (4, 11)
+    lo, hi = row["bar_echo"]["ci95"]
+    assert lo == 0 and hi == pytest.approx(0.5)  # resampling tunes: none of AB, or AB alone
+
+
+def test_edit_distance_within_a_limit():
+    assert Y.within_edits("GABcdedB", "GABcdedB", 0)
+    assert Y.within_edits("GABcdedB", "GABcdedc", 1) and not Y.within_edits("GABc", "GAdd", 1)
+    assert Y.within_edits("GABcdedB", "GAcdedB", 1)  # a note left out
+    assert Y.within_edits("ab", "abcd", 2) and not Y.within_edits("ab", "abcde", 2)
+    assert not Y.within_edits("abcd", "dcba", 2)
+
+
+def test_evaluate_prints_the_form_rows_beside_the_real_halves():
+    from abcweb import evaluate
+
+    never = tune("|GABc dedB|dedB g2fg|c2ec B2dB|")
+    gen, real = Y.measure([never, never]), Y.measure([AB, AB, never, AB])
+    table = evaluate.music_table({"generated": Y.public(gen), "real_heldout": Y.public(real),
+                                  "distances": Y.compare(gen, real)})
+    row = next(r for r in table.split("\n") if r.startswith("| bars equal to an earlier bar"))
+    # None of the 6 bars echo; real: 12 of 27, and every split has the half with the tune that
+    # never echoes (4 of 11) and the half without (8 of 16).
+    assert row.startswith("| bars equal to an earlier bar of the tune | 0.0% (0/6;")
+    assert "44.4% (12/27;" in row and "halves 36.4%-50.0% |" in row
+    assert "| tunes echoing more of their bars than any real tune (50%) | 0.0% (0/2;" in table
