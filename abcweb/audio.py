@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .notation import to_midi
+from .notation import midi_seconds, to_midi
 from .tooling import (
     INSTALL,
     SOUNDFONT_ENV,
@@ -170,7 +170,7 @@ class _SFFormatInfo(ctypes.Structure):
 
 
 # libsndfile's constants (sndfile.h)
-_SF_WRITE = 0x20
+_SF_READ, _SF_WRITE = 0x10, 0x20
 _SF_FORMATS = {"flac": 0x170000 | 0x0002, "oga": 0x200000 | 0x0060}  # FLAC PCM 16, OGG Vorbis
 _SFC_SET_COMPRESSION_LEVEL = 0x1301
 _SFC_GET_FORMAT_MAJOR_COUNT = 0x1030
@@ -192,6 +192,8 @@ def _load_sndfile():
     lib.sf_command.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
     lib.sf_writef_short.restype = ctypes.c_int64
     lib.sf_writef_short.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    lib.sf_readf_short.restype = ctypes.c_int64
+    lib.sf_readf_short.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
     lib.sf_close.argtypes = [ctypes.c_void_p]
     lib.sf_version_string.restype = ctypes.c_char_p
     return lib
@@ -250,7 +252,25 @@ def _sndfile_encode(pcm: np.ndarray, fmt: str) -> bytes:
             _sndfile.sf_close(handle)
         if written != len(pcm):
             raise ToolError(f"libsndfile wrote {written} of {len(pcm)} frames of {fmt}")
+        # A full disk can also take the last pages, which libsndfile writes on closing and
+        # does not report (an Ogg file 2% short came back whole): decode it back.
+        if (decoded := _frames_in(path)) != len(pcm):
+            raise ToolError(f"libsndfile wrote {decoded} of {len(pcm)} frames of {fmt}")
         return Path(path).read_bytes()
+
+
+def _frames_in(path: str) -> int:
+    info = _SFInfo()
+    handle = _sndfile.sf_open(path.encode(), _SF_READ, ctypes.byref(info))
+    if not handle:
+        return 0
+    buf, total = np.empty(65536, np.int16), 0
+    try:
+        while (n := _sndfile.sf_readf_short(handle, buf.ctypes.data, len(buf))) > 0:
+            total += n
+    finally:
+        _sndfile.sf_close(handle)
+    return total
 
 
 def encode(pcm: np.ndarray, fmt: str) -> bytes:
@@ -278,6 +298,22 @@ WEB_MIME = MIME[WEB_FORMAT]
 # fluidsynth
 
 
+def _check_whole(frames: int, sounding: int, seconds: float, err: str) -> None:
+    """Refuse a render that fluidsynth cut short: it exits 0 when it cannot write (a full
+    disk), leaving the file short. `sounding`: frames up to the last one above -60 dB."""
+    write_error = next((ln.strip() for ln in err.splitlines() if "write error" in ln.lower()),
+                       None)  # (lost when the disk is too full for its messages too)
+    if frames < seconds * SAMPLE_RATE or write_error:
+        raise ToolError(f"fluidsynth wrote {frames / SAMPLE_RATE:.1f} s of a {seconds:.1f} s "
+                        f"tune: {write_error or 'the rest is missing'}")
+    # Past the MIDI's end fluidsynth (2.3.1 on) plays the last notes' release until its voices
+    # are silent, then 2 s more (older ones stop at the end). So a render that went on past
+    # the end must end in silence; if it stops while still sounding, its tail was cut.
+    if frames > (seconds + 0.25) * SAMPLE_RATE and frames - sounding < SAMPLE_RATE // 2:
+        raise ToolError(f"fluidsynth's render of the {seconds:.1f} s tune stops at "
+                        f"{frames / SAMPLE_RATE:.1f} s while still sounding: the rest is missing")
+
+
 def render_pcm(midi: bytes, soundfont: Path, timeout: float) -> np.ndarray:
     """MIDI -> int16 mono samples, peak-normalised (cached: every format starts here)."""
     exe = find_tool("fluidsynth")
@@ -285,6 +321,9 @@ def render_pcm(midi: bytes, soundfont: Path, timeout: float) -> np.ndarray:
     hit = pcm_cache.get(key)
     if hit is not None:
         return hit
+    seconds = midi_seconds(midi)
+    if seconds > MAX_AUDIO_SECONDS:
+        raise ToolError(f"the tune plays longer than {MAX_AUDIO_SECONDS} s: not rendered")
     max_bytes = MAX_AUDIO_SECONDS * SAMPLE_RATE * 2 * 4
     with workdir() as tmp:
         Path(tmp, "tune.mid").write_bytes(midi)
@@ -318,8 +357,9 @@ def render_pcm(midi: bytes, soundfont: Path, timeout: float) -> np.ndarray:
     if not np.isfinite(peak):
         raise ToolError("fluidsynth rendered invalid samples")
     gain = 10 ** (PEAK_DBFS / 20) / peak if peak > 1e-6 else 0.0
+    loud = np.flatnonzero(np.abs(mono) > peak * 1e-3)  # above -60 dB
+    _check_whole(mono.size, loud[-1] + 1 if loud.size else 0, seconds, err)
     # fluidsynth renders on for seconds of silence after the last note: cut below -60 dB.
-    loud = np.flatnonzero(np.abs(mono) > peak * 1e-3)
     if loud.size:  # (a tune of rests keeps its silence)
         mono = mono[: loud[-1] + 1]
     mono *= np.float32(gain * 32767)

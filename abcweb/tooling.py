@@ -10,6 +10,7 @@ ToolMissing says which tool or soundfont is missing and how to install it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -160,8 +161,15 @@ def prepare(abc: str) -> tuple[str, int]:
     return text + "\n", offset
 
 
+@contextlib.contextmanager
 def workdir():
-    return tempfile.TemporaryDirectory(prefix="abcweb-")
+    """A private temporary folder, removed on leaving. Failing to write there (a full disk)
+    is a ToolError like any other render failure, so the page and the CLI explain it."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="abcweb-") as tmp:
+            yield tmp
+    except OSError as e:
+        raise ToolError(f"cannot write temporary files: {e.strerror or e}") from None
 
 
 def run_on_tune(
