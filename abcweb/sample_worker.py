@@ -22,8 +22,9 @@ from __future__ import annotations
 import atexit
 import fcntl
 import json
+import logging
 import os
-import queue
+import select
 import signal
 import struct
 import subprocess
@@ -42,6 +43,9 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 _HEADER = struct.Struct("<Q")
 _PIPE_BYTES = 1 << 20  # Linux's default most for an unprivileged pipe: a 2,700-step reply
 _F_SETPIPE_SZ = 1031
+_PF_EXITING = 0x4  # /proc/<pid>/stat flags: the process has begun to exit
+_SIGKILL_PENDING = 1 << (signal.SIGKILL - 1)  # its bit in /proc/<pid>/status SigPnd/ShdPnd
+log = logging.getLogger(__name__)
 
 
 class WorkerError(RuntimeError):
@@ -151,6 +155,25 @@ def worker_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **extra}
 
 
+def _ending(pid: int) -> bool:
+    """Whether the kernel is ending the process: a SIGKILL waits for it, it is exiting, or it
+    is a zombie. A killed worker's pipes close, and /proc shows it a zombie, milliseconds
+    before waitpid() can reap it (its other threads are still ending): all that time poll()
+    calls it running, and the pool handed it the retry of the very request it died on."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state, *fields = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/status") as f:
+            pending = [int(line.split()[1], 16) for line in f
+                       if line.startswith(("SigPnd:", "ShdPnd:"))]
+    except FileNotFoundError:
+        return os.path.isdir("/proc/self")  # gone (without /proc we cannot tell)
+    except (OSError, ValueError, IndexError):
+        return False
+    return (state in "ZXx" or bool(int(fields[5]) & _PF_EXITING)
+            or any(p & _SIGKILL_PENDING for p in pending))
+
+
 class _Worker:
     def __init__(self):
         env = worker_env()
@@ -183,14 +206,27 @@ class _Worker:
             self.deadline = None
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
+        """End it now if it has not ended, reap it and let its pipes go."""
+        if self.proc.poll() is None:  # not reaped: its pid and group are still its own
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
         self.proc.wait()
+        self.close()
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self.proc.poll() is None and not _ending(self.proc.pid)
+
+    def ready(self) -> bool:
+        """Whether this idle worker can take a request: alive, nobody has closed its pipes,
+        and no reply is left in them (an unread one would answer the next request)."""
+        if not self.alive():
+            return False
+        watch = select.poll()
+        watch.register(self.proc.stdout, select.POLLIN)
+        watch.register(self.proc.stdin, 0)  # POLLERR: nothing reads our requests any more
+        return not watch.poll(0)
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -220,31 +256,55 @@ class Pool:
 
     def __init__(self, size: int = WORKERS):
         self.size = size
-        self.idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self.idle: list[_Worker] = []  # last in, first out
         self.started = 0
         self.lock = threading.Lock()
+        # Notified when a worker comes back or a place opens: a waiting request must wake
+        # when the worker it waits for dies, not only when one is given back.
+        self.freed = threading.Condition(self.lock)
         self.all: list[_Worker] = []
         self.watchdog: threading.Thread | None = None
 
-    def _take(self) -> _Worker:
-        while True:
-            w = self._take_any()
-            if w.alive():
-                return w
-            self._give_back(w)  # ended while idle: its place goes to a new one
+    def _take(self) -> tuple[_Worker, bool]:
+        """An idle worker ready for a request, else a new one while there is room (True),
+        else wait. Idle workers found dead are let go on the way."""
+        dead = []
+        try:
+            with self.freed:
+                while True:
+                    if self.idle:
+                        w = self.idle.pop()
+                        if w.ready():
+                            return w, False
+                        self._forget(w)
+                        dead.append(w)
+                    elif self.started < self.size:
+                        return self._start(), True
+                    else:
+                        self.freed.wait()
+        finally:
+            for w in dead:
+                w.kill()
 
-    def _take_any(self) -> _Worker:
-        with self.lock:
-            if self.idle.empty() and self.started < self.size:
-                self.started += 1
-                w = _Worker()
-                self.all.append(w)
-                if self.watchdog is None:
-                    self.watchdog = threading.Thread(target=self._watch, daemon=True,
-                                                     name="abcweb-sample-watchdog")
-                    self.watchdog.start()
-                return w
-        return self.idle.get()
+    def _start(self) -> _Worker:
+        try:
+            w = _Worker()
+        except OSError as e:  # out of processes or memory: the visitor gets a clear error
+            raise WorkerError(f"could not start a sampling worker: {e}") from None
+        self.started += 1
+        self.all.append(w)
+        if self.watchdog is None:
+            self.watchdog = threading.Thread(target=self._watch, daemon=True,
+                                             name="abcweb-sample-watchdog")
+            self.watchdog.start()
+        return w
+
+    def _forget(self, w: _Worker) -> None:
+        """Under the lock: w no longer counts, and its place can go to a new worker."""
+        if w in self.all:  # not once close() has let it go
+            self.all.remove(w)
+            self.started -= 1
+            self.freed.notify()
 
     def _watch(self) -> None:
         """Kill a worker whose request outlives its deadline: its reader then wakes."""
@@ -255,21 +315,25 @@ class Pool:
                 late = [w for w in self.all if w.deadline is not None and now > w.deadline]
             for w in late:
                 w.timed_out = True
-                try:
-                    os.killpg(w.proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
+                if w.proc.returncode is None:  # not reaped: the group is still its own
+                    try:
+                        os.killpg(w.proc.pid, signal.SIGKILL)
+                    except OSError:
+                        pass
 
     def _give_back(self, w: _Worker) -> None:
-        with self.lock:
-            ours = w in self.all  # not once close() has let it go
-            if ours and w.alive():
-                self.idle.put(w)
+        with self.freed:
+            if w in self.all and w.ready():
+                self.idle.append(w)
+                self.freed.notify()
                 return
-            if ours:  # a dead worker's place goes to a new one, started when needed
-                self.started -= 1
-                self.all.remove(w)
-        w.close()
+            self._forget(w)
+        w.kill()
+
+    def _drop(self, w: _Worker) -> None:
+        with self.freed:
+            self._forget(w)
+        w.kill()
 
     def generate(self, path: str, sha: str, prime: str, length: int, temperature: float,
                  seeds: list[int], top_k: int, stop_at_end: bool,
@@ -293,19 +357,29 @@ class Pool:
         return reply["draft"], reply["texts"][0], logits[0], reply["drafts"]
 
     def _call(self, request: dict, timeout: float) -> tuple[dict, list[np.ndarray]]:
-        for attempt in range(2):
-            w = self._take()
+        # A worker that dies is let go and the request goes to another, ready or new. When a
+        # second new worker dies on it, the request itself is what kills them.
+        new_died = 0
+        for _ in range(self.size + 2):
+            w, new = self._take()
             try:
                 reply, logits = w.ask(request, timeout)
-                break
-            except WorkerDied:
-                if attempt:  # a new worker died too: something is wrong with this request
+            except WorkerDied as e:
+                self._drop(w)
+                log.warning("sampling worker %d ended during a request (exit %s)",
+                            w.proc.pid, w.proc.returncode)
+                new_died += new
+                if new_died == 2:
                     raise
-            except WorkerError:
-                w.kill()  # hung or confused: replaced on the next request
+                died = e
+                continue
+            except BaseException:
+                self._drop(w)  # hung, confused or interrupted: its reply must not be read
                 raise
-            finally:
-                self._give_back(w)
+            self._give_back(w)
+            break
+        else:
+            raise died
         if not reply["ok"]:
             if reply["type"] in ("ValueError", "UnknownCharacters", "CheckpointError"):
                 raise ValueError(reply["error"])
@@ -314,11 +388,11 @@ class Pool:
 
     def close(self) -> None:
         """End every worker; the next request starts new ones."""
-        with self.lock:
+        with self.freed:
             workers, self.all = self.all, []
             self.started = 0
-            while not self.idle.empty():
-                self.idle.get_nowait()
+            self.idle.clear()
+            self.freed.notify_all()
         for w in workers:
             w.close()
 
