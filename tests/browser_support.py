@@ -46,11 +46,12 @@ def wait_healthy(proc: subprocess.Popen, url: str, timeout: float, output) -> No
 
 
 @contextmanager
-def app_server(env: dict | None = None, timeout: float = 60):
-    """Run `streamlit run streamlit_app.py` on a free port; yields (base URL, seconds from
-    the start of the process until the health check answered)."""
+def app_server(env: dict | None = None, timeout: float = 60, script: str = "streamlit_app.py"):
+    """Run `streamlit run streamlit_app.py` (or serve.py, the page with its security headers)
+    on a free port; yields (base URL, seconds from the start of the process until the health
+    check answered)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / script),
            "--server.headless", "true", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]

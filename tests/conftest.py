@@ -1,4 +1,5 @@
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +81,11 @@ def one_layer_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("one")
     checkpoint.save(random_checkpoint(preset("tiny"), seed=1), folder)
     return folder
+
+
+def shown(markdown: object) -> str:
+    """What a visitor reads of a Markdown message: abcweb.messages.as_text's escapes and word
+    joiners taken out (AppTest gives the Markdown source)."""
+    from abcweb.messages import WORD_JOINER
+
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(markdown)).replace(WORD_JOINER, "")

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from abcweb import abctools, arrange, charts, checkpoint, params
 from abcweb.sampler import Sampler, load_sampler
 
-from conftest import jigs
+from conftest import jigs, shown
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 GENERATE, TRAIN, ABOUT = "views/generate.py", "views/train.py", "views/about.py"
@@ -64,7 +64,7 @@ def charts_of(at: AppTest) -> dict[str, dict]:
 
 
 def texts(elements) -> list[str]:
-    return [e.value for e in elements]
+    return [shown(e.value) for e in elements]
 
 
 def expected_text(model_dir, s: params.Settings) -> str:

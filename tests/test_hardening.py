@@ -44,7 +44,7 @@ from abcweb import abctools, checkpoint, cli, corpus, params, tooling, tunes
 from abcweb.model import preset
 from abcweb.sampler import MAX_LENGTH, MAX_PRIME, Generation, load_sampler
 
-from conftest import JIG, ROOT, jigs, random_checkpoint
+from conftest import JIG, ROOT, jigs, random_checkpoint, shown
 
 APP = str(ROOT / "streamlit_app.py")
 GENERATE, TRAIN, ABOUT = "views/generate.py", "views/train.py", "views/about.py"
@@ -672,7 +672,7 @@ def assert_no_traceback(at) -> None:
 
 
 def texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
+    return [shown(e.value) for e in elements]
 
 
 def expected(model_dir, prime="X:", length=600, temperature=1.0, seed=0, top_k=0,

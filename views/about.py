@@ -9,7 +9,7 @@ import streamlit as st
 
 from abcweb import abctools
 from abcweb.checkpoint import CheckpointError
-from abcweb.messages import public_message
+from abcweb.messages import as_text, public_message
 from abcweb.sampler import Sampler
 from views.shared import SHIPPED, get_sampler, model_path
 
@@ -25,7 +25,7 @@ def main() -> None:
     try:
         s = get_sampler(model_path(model), "numpy")
     except CheckpointError as e:
-        st.warning(f"No model loaded: {public_message(e)}")
+        st.warning(f"No model loaded: {as_text(public_message(e))}")
     else:
         st.markdown(model_facts(s, model))
         if model == SHIPPED:

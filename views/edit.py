@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from abcweb import tunebook, tunes
-from abcweb.messages import public_message
+from abcweb.messages import as_text, public_message
 from abcweb.model import UnknownCharacters, encode
 from abcweb.sampler import MAX_PRIME
 from abcweb.tooling import MAX_ABC_CHARS
@@ -62,7 +62,8 @@ def continue_from(text: str) -> None:
     try:
         encode(text, sampler.vocab, "edited text")
     except UnknownCharacters as e:
-        st.error(f"Cannot continue from here: {public_message(e)}. Remove or replace them "
+        st.error(f"Cannot continue from here: {as_text(public_message(e))}. Remove or replace "
+                 "them "
                  "(the model knows plain ASCII and newlines).")
         return
     use_prime(text)
@@ -123,7 +124,7 @@ def main() -> None:
             st.caption(f"The text holds {count} tunes: the one from line {tune.line} is "
                        "checked and played.")
         if tune.added:
-            st.caption("Added for the tools: " + ", ".join(tune.added) + ".")
+            st.caption("Added for the tools: " + as_text(", ".join(tune.added)) + ".")
         st.html(abc_html(text, tune, check.problems if check else []))
     with right:
         tune_media(play, renders, settings, "abcweb-edited")

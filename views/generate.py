@@ -13,8 +13,9 @@ import numpy as np
 import streamlit as st
 
 from abcweb import arrange, charts, headers, params, training_job, tunebook, tunes
-from abcweb.messages import public_message
+from abcweb.messages import as_text, public_message
 from abcweb.model import UnknownCharacters
+from abcweb.sample_worker import WorkerError
 from abcweb.sampler import Generation, Sampler
 from views import tuneview
 from views.shared import (
@@ -220,15 +221,23 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
         cached = time.perf_counter() - t0 < seconds  # a hit costs far less than the run
         written().add(args)
     except ImportError as e:
-        st.error(f"The TensorFlow sampler is not available here ({public_message(e)}); choose "
+        st.error(f"The TensorFlow sampler is not available here ({as_text(public_message(e))}); "
+                 "choose "
                  "the CPU sampler.")
         return None
     except UnknownCharacters as e:
-        st.error(f"Cannot start from this seed text: {public_message(e)}. Remove or replace "
+        st.error(f"Cannot start from this seed text: {as_text(public_message(e))}. Remove or "
+                 "replace "
                  "them (the model knows plain ASCII and newlines).")
         return None
     except ValueError as e:
-        st.error(f"Cannot write a tune with these settings: {public_message(e)}")
+        st.error(f"Cannot write a tune with these settings: {as_text(public_message(e))}")
+        return None
+    except WorkerError:
+        # Fixed text: the pool has already retried on a fresh worker, and why a worker
+        # failed is no business of a visitor's. A press of the button writes it again.
+        st.error("The sampler stopped before the tune was written. Please try again.")
+        st.button("Try again", icon=":material/refresh:")
         return None
     return g, seconds, cached
 
@@ -259,7 +268,7 @@ def verdict(g: Generation, tune: tunes.Tune | None, check, check_error: str | No
         st.warning(f"The tune was cut off at {len(g.generated)} characters before it ended: "
                    "raise the length for a whole tune.")
     if tune.added:
-        st.caption("Added for the tools: " + ", ".join(tune.added) + " (the model left "
+        st.caption("Added for the tools: " + as_text(", ".join(tune.added)) + " (the model left "
                    "them out).")
 
 
@@ -289,9 +298,9 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
     st.session_state.pop("_rendered", None)
     st.session_state.pop("_text", None)
     for message in st.session_state.pop("link_messages", []):
-        st.warning(f"From the link: {message}")
+        st.warning(f"From the link: {as_text(message)}")
     for note in st.session_state.pop("page_notes", []):  # from the editor or the tunebook
-        st.info(note)
+        st.info(as_text(note))
     sampler, model = sampler_or_error(model, backend)
     if sampler is None:
         return

@@ -8,7 +8,7 @@ import streamlit as st
 
 from abcweb import cell_charts
 from abcweb.inside import States, lstm_states
-from abcweb.messages import public_message
+from abcweb.messages import as_text, public_message
 from views.shared import (
     current_settings,
     generate,
@@ -59,7 +59,7 @@ def main() -> None:
         text = g.text[:MAX_CHARS]
         states = states_of(model_path(model), text, sampler)
     except ValueError as e:  # the seed text the Generate page already explained
-        st.error(f"Cannot read this tune: {public_message(e)}")
+        st.error(f"Cannot read this tune: {as_text(public_message(e))}")
         return
     units = named_units(sampler, states)
     label = st.selectbox("Unit", list(units), key="inside_unit",

@@ -16,7 +16,7 @@ import streamlit as st
 from abcweb import abctools, charts, headers, params, tunebook
 from abcweb.checkpoint import CheckpointError, shipped_models
 from abcweb.corpus import load_bytes, load_music21
-from abcweb.messages import public_message
+from abcweb.messages import as_text, public_message
 from abcweb.sampler import Generation, Sampler, load_sampler
 
 # One script per view; st.navigation runs only the open one (st.tabs ran every tab on every
@@ -266,13 +266,15 @@ def sampler_or_error(model: str, backend: str) -> tuple[Sampler | None, str]:
         try:
             return get_sampler(model_path(model), backend), model
         except CheckpointError as e:
-            st.warning(f"This model cannot be loaded: {public_message(e)}. Here is the shipped "
+            st.warning(f"This model cannot be loaded: {as_text(public_message(e))}. Here is the "
+                       "shipped "
                        "model's tune instead.")
             model = SHIPPED
     try:
         return get_sampler(model_path(model), backend), model
     except CheckpointError as e:
-        st.error(f"The shipped model cannot be loaded: {public_message(e)}. Train a model in "
+        st.error(f"The shipped model cannot be loaded: {as_text(public_message(e))}. Train a "
+                 "model in "
                  "the Train page to sample from it, or put a checkpoint in weights/.")
     return None, model
 

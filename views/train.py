@@ -10,7 +10,7 @@ import streamlit as st
 from abcweb import charts
 from abcweb.checkpoint import CheckpointError
 from abcweb.corpus import MUSIC21_COLLECTIONS, CorpusError
-from abcweb.messages import public_message
+from abcweb.messages import as_text, public_message
 from abcweb.train_worker import SAMPLE_TEMPERATURE
 from abcweb.training_job import MAX_CONCURRENT, RECIPES, TrainingJob
 from views.shared import (
@@ -57,9 +57,9 @@ def main() -> None:
                 except CorpusError as e:
                     problem = public_message(e)
             if problem:
-                st.error(f"Cannot train on this file: {problem}")
+                st.error(f"Cannot train on this file: {as_text(problem)}")
             elif uploaded is not None:
-                st.caption(f"{uploaded.summary()}"
+                st.caption(as_text(uploaded.summary())
                            + (f" ({uploaded.dropped['tunes']} left out: several voices or no "
                               "K: line)" if uploaded.dropped.get("tunes") else ""))
         else:
@@ -92,13 +92,14 @@ def start_job(source: str, uploaded) -> None:
         job = TrainingJob.plan(s.train_recipe, corpus, int(s.train_steps), float(s.train_lr),
                                shipped=shipped_path())
     except CorpusError as e:
-        st.error(f"Cannot train on this file: {public_message(e)}")
+        st.error(f"Cannot train on this file: {as_text(public_message(e))}")
         return
     except CheckpointError as e:
-        st.error(f"Cannot fine-tune: the shipped model cannot be loaded ({public_message(e)}).")
+        st.error("Cannot fine-tune: the shipped model cannot be loaded "
+                 f"({as_text(public_message(e))}).")
         return
     except ValueError as e:
-        st.error(f"Cannot train: {public_message(e)}")
+        st.error(f"Cannot train: {as_text(public_message(e))}")
         return
     s.jobs.append(job.start())
     for old in s.jobs[:-MAX_SESSION_MODELS]:  # keep the disk use of a session bounded
@@ -135,7 +136,7 @@ def job_panel(job: TrainingJob) -> None:
         st.info("Starting TensorFlow and building the model (a few seconds the first time)…")
     last = metrics[-1] if metrics else None
     done = last["done"] if last else 0
-    text = f"{job.name}: step {done} of {job.settings.steps}"
+    text = f"{as_text(job.name)}: step {done} of {job.settings.steps}"
     if last:
         text += f" · train {last['train_bpc']:.3f} bits/char"
         vals = [m["val_bpc"] for m in metrics if m.get("val_bpc") is not None]
@@ -157,7 +158,7 @@ def job_panel(job: TrainingJob) -> None:
                 st.caption(f"step {step}")
                 st.code(text, language=None)
     if state == "failed":
-        st.error(f"Training failed: {public_message(job.error)}")
+        st.error(f"Training failed: {as_text(public_message(job.error))}")
     elif state in ("done", "stopped") and job.checkpoint_path is not None:
         st.success(("Stopped early: " if state == "stopped" else "Done: ")
                    + f"the model is saved ({done} steps). Sample from it, or download it.")

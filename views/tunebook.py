@@ -10,7 +10,7 @@ import streamlit as st
 
 from abcweb import params, tunebook
 from abcweb.checkpoint import CheckpointError
-from abcweb.messages import public_message
+from abcweb.messages import as_text, public_message
 from views.shared import (
     PAGES,
     book,
@@ -26,7 +26,7 @@ MAX_NOTES = 8  # messages shown about one upload or link; the rest are counted
 
 def show_notes(notes: list[str]) -> None:
     for note in notes[:MAX_NOTES]:
-        st.warning(note)
+        st.warning(as_text(note))
     if len(notes) > MAX_NOTES:
         st.caption(f"…and {len(notes) - MAX_NOTES} more like these.")
 
@@ -135,12 +135,12 @@ def share(entries: list[tunebook.Entry]) -> None:
     try:
         url, notes = tunebook.link(app_url() + "/tunebook", entries)
     except tunebook.TunebookError as e:
-        st.caption(f"No link: {public_message(e)}.")
+        st.caption(f"No link: {as_text(public_message(e))}.")
         st.query_params.clear()
         return
     st.code(url, language=None, wrap_lines=True)
     for note in notes:
-        st.caption(note)
+        st.caption(as_text(note))
     # The address bar is the link too, as on the Generate page.
     st.query_params.clear()
     st.query_params[tunebook.LINK_KEY] = [v for _, v in tunebook.link_query(entries)[0]]
@@ -171,7 +171,7 @@ def upload() -> list[str]:
 
 def report(r: tuple) -> list[str]:
     if r[0] == "error":
-        st.error(f"Cannot read this tunebook: {r[1][0]}")
+        st.error(f"Cannot read this tunebook: {as_text(r[1][0])}")
         return []
     _, notes, n, with_settings = r
     st.caption(f"Read {n} tune{'s' if n != 1 else ''} from the file: {with_settings} with "

@@ -11,7 +11,7 @@ from functools import partial
 import streamlit as st
 
 from abcweb import abctools, arrange, params, tunes
-from abcweb.messages import public_message
+from abcweb.messages import as_text, public_message
 from views.shared import PLAYER_FORMAT, PLAYER_MIME, render_pool
 
 
@@ -30,7 +30,7 @@ def playing_version(text: str, settings: params.Settings) -> str:
     try:
         return arrange.arrange(text, settings.tempo, settings.instrument, settings.transpose)
     except ValueError as e:
-        st.warning(f"Played as written: {public_message(e)}")
+        st.warning(f"Played as written: {as_text(public_message(e))}")
         return text
 
 
@@ -88,7 +88,7 @@ def abc_html(text: str, tune: tunes.Tune | None, problems, prime: str = "") -> s
 def check_verdict(check, check_error: str | None) -> None:
     """What abc2midi made of the tune, in one line."""
     if check_error:
-        st.warning(f"Cannot check this tune: {check_error}")
+        st.warning(f"Cannot check this tune: {as_text(check_error)}")
     elif check.valid:
         off = f", {check.bad_bars} off the meter" if check.bad_bars else ""
         st.success(f"✓ Valid ABC: abc2midi reads it without errors ({check.bars} bars{off}).")
@@ -107,16 +107,16 @@ def tune_media(play: str | None, renders: dict, settings: params.Settings,
     if svg is not None:
         st.image(svg, width="stretch")
     else:
-        st.warning(f"No sheet music: {svg_error}")
+        st.warning(f"No sheet music: {as_text(svg_error)}")
     audio, audio_error = result(renders["audio"])
     if audio is not None:
         st.audio(audio, format=PLAYER_MIME)
         tempo = arrange.tempo_of(play)
-        st.caption(f"Played on {settings.instrument}"
-                   + (f" at {tempo.replace('=', ' = ')} per minute" if tempo else "")
+        st.caption(f"Played on {as_text(settings.instrument)}"
+                   + (f" at {as_text(tempo.replace('=', ' = '))} per minute" if tempo else "")
                    + (f", {settings.transpose:+d} semitones" if settings.transpose else ""))
     else:
-        st.warning(f"No audio: {audio_error}")
+        st.warning(f"No audio: {as_text(audio_error)}")
     midi, midi_error = result(renders["midi"])
     # What reached the page, for tests (AppTest cannot read audio) and for debugging.
     st.session_state._rendered = {
@@ -130,7 +130,7 @@ def tune_media(play: str | None, renders: dict, settings: params.Settings,
         b.download_button("MIDI", midi, f"{stem}.mid", "audio/midi", on_click="ignore",
                           width="stretch", icon=":material/download:")
     else:
-        b.caption(f"No MIDI: {midi_error}")
+        b.caption(f"No MIDI: {as_text(midi_error)}")
     if audio is not None:
         c.download_button(PLAYER_FORMAT.upper(), audio, f"{stem}.{PLAYER_FORMAT}", PLAYER_MIME,
                           on_click="ignore", width="stretch", icon=":material/download:")
