@@ -16,6 +16,7 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -322,6 +323,42 @@ def test_the_page_says_so_in_one_line_and_try_again_writes_the_tune(model_dir, m
     want = shared.get_sampler(model_dir, "numpy").generate(
         s.prime, s.length, s.temperature, s.seed, s.top_k, best_of=s.best, top_p=s.top_p)
     assert at.session_state["_text"] == want.text
+
+
+@pytest.mark.slow
+def test_the_inside_view_and_a_book_link_say_so_too(model_dir, monkeypatch):
+    """Both write tunes through the pool as the Generate page does."""
+    from streamlit.testing.v1 import AppTest
+
+    from abcweb import tunebook
+
+    sample_worker.pool().close()
+
+    def no_processes():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(sample_worker, "_Worker", no_processes)
+    app = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+    s = params.Settings(seed=4712, length=300, best=2)
+    query = {**params.to_query(s), "model": checkpoint.model_id(model_dir)}
+
+    inside = AppTest.from_file(app, default_timeout=90)
+    for k, v in query.items():
+        inside.query_params[k] = v
+    inside.run()
+    inside.switch_page("views/inside.py").run()
+    assert not inside.exception
+    assert MESSAGE in [e.value for e in inside.error]
+
+    link, _ = tunebook.link(None, [tunebook.Entry("", s)])
+    book = AppTest.from_file(app, default_timeout=90)
+    book.run()  # the Generate page writes its address; the link is opened on the Tunebook
+    book.query_params.clear()
+    book.query_params["t"] = parse_qs(urlsplit(link).query)["t"]
+    book.switch_page("views/tunebook.py").run()
+    assert not book.exception
+    assert any("seed 4712 could not be written" in w.value for w in book.warning)
+    monkeypatch.undo()
 
 
 def worker_pids(server: int) -> list[int]:

@@ -9,6 +9,7 @@ import streamlit as st
 from abcweb import cell_charts
 from abcweb.inside import States, lstm_states
 from abcweb.messages import as_text, public_message
+from abcweb.sample_worker import WorkerError
 from views.shared import (
     current_settings,
     generate,
@@ -60,6 +61,9 @@ def main() -> None:
         states = states_of(model_path(model), text, sampler)
     except ValueError as e:  # the seed text the Generate page already explained
         st.error(f"Cannot read this tune: {as_text(public_message(e))}")
+        return
+    except WorkerError:  # fixed text, as on the Generate page: the pool has already retried
+        st.error("The sampler stopped before the tune was written. Please try again.")
         return
     units = named_units(sampler, states)
     label = st.selectbox("Unit", list(units), key="inside_unit",

@@ -11,6 +11,7 @@ import streamlit as st
 from abcweb import params, tunebook
 from abcweb.checkpoint import CheckpointError
 from abcweb.messages import as_text, public_message
+from abcweb.sample_worker import WorkerError
 from views.shared import (
     PAGES,
     book,
@@ -67,6 +68,10 @@ def write_missing() -> list[str]:
         except (ValueError, CheckpointError) as e:  # a hand-made link's seed text, say
             notes.append(f"the link's tune with seed {s.seed} cannot be written "
                          f"({public_message(e)}): left out")
+            out[i] = None
+        except WorkerError:  # the pool has already retried on a fresh worker
+            notes.append(f"the link's tune with seed {s.seed} could not be written (the "
+                         "sampler stopped): left out, open the link again to retry")
             out[i] = None
         bar.progress((n + 1) / len(missing))
     bar.empty()
