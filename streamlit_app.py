@@ -15,6 +15,7 @@ from __future__ import annotations
 import streamlit as st
 import streamlit.components.v1 as components
 
+from abcweb import fairness, sessions
 from views.shared import PAGES, favicon, init_state, keep_settings
 
 # Behind the balancer (deploy/haproxy.cfg) every response names the replica that served it. A
@@ -55,6 +56,7 @@ def main() -> None:
     st.set_option("client.showErrorDetails", "none")
     init_state()
     keep_settings()
+    sessions.watch()  # what this session holds is let go once Streamlit has let go of it
     page = st.navigation([
         st.Page(PAGES["generate"], title="Generate", icon=":material/music_note:",
                 default=True),
@@ -72,6 +74,10 @@ def main() -> None:
         st.info("The server you were on has stopped, so this page was opened again on another "
                 "one: the same tune, from your link. A model you were training there is gone.",
                 icon=":material/sync:")
+    if not fairness.wait_turn():
+        st.warning("So many pages from your address are asking for tunes that this one has to "
+                   "wait. Try again in a minute.", icon=":material/hourglass_top:")
+        st.stop()
     page.run()
     components.html(REPLICA_WATCH, height=0)
 

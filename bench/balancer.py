@@ -70,17 +70,22 @@ class Cluster:
 
 
 @contextmanager
-def haproxy(addresses: list[str], log: Path, timeout: float = 20):
-    """HAProxy with the project's own config on a free loopback port; APP1.. from addresses."""
+def haproxy(addresses: list[str], log: Path, timeout: float = 20, env: dict | None = None,
+            extra: list[Path] = ()):
+    """HAProxy with the project's own config on a free loopback port; APP1.. from addresses.
+    `env` adds to its environment (LIMIT_...), `extra` are more config files after it (a
+    stats socket: bench/abuse.py)."""
     if not 1 <= len(addresses) <= MAX_REPLICAS:
         raise ValueError(f"deploy/haproxy.cfg takes 1 to {MAX_REPLICAS} replicas")
     port = bs.free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("APP") or k in ("BIND", "DNS"))}
+    extra_env, env = env or {}, {k: v for k, v in os.environ.items()
+                                 if not (k.startswith(("APP", "LIMIT_")) or k in ("BIND", "DNS"))}
+    env.update(extra_env)
     env["BIND"] = f"127.0.0.1:{port}"
     env.update({f"APP{i + 1}": a for i, a in enumerate(addresses)})
     out = open(log, "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(CONFIG)], env=env, stdout=out,
+    files = [a for f in [CONFIG, *extra] for a in ("-f", str(f))]
+    proc = subprocess.Popen([HAPROXY, "-db", *files], env=env, stdout=out,
                             stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -92,16 +97,20 @@ def haproxy(addresses: list[str], log: Path, timeout: float = 20):
 
 
 @contextmanager
-def cluster(n: int, weights: Path, work: Path):
-    """n `streamlit run` replicas (each with its own TMPDIR under work/appN) behind HAProxy."""
+def cluster(n: int, weights: Path, work: Path, env: dict | None = None,
+            extra: list[Path] = (), app_env: dict | None = None):
+    """n `streamlit run` replicas (each with its own TMPDIR under work/appN, `app_env` added to
+    their environment) behind HAProxy (`env`, `extra`: as haproxy())."""
     with ExitStack() as stack:
         servers = {}
         for i in range(n):
             tmp = work / f"app{i + 1}" / "tmp"
             tmp.mkdir(parents=True, exist_ok=True)
-            servers[f"app{i + 1}"] = stack.enter_context(server(weights, tmp, START_TIMEOUT_S))
+            servers[f"app{i + 1}"] = stack.enter_context(server(weights, tmp, START_TIMEOUT_S,
+                                                                env=app_env))
         addresses = [s.url.removeprefix("http://") for s in servers.values()]
-        url, proc = stack.enter_context(haproxy(addresses, work / "haproxy.log"))
+        url, proc = stack.enter_context(haproxy(addresses, work / "haproxy.log", env=env,
+                                                extra=extra))
         yield Cluster(url, servers, proc)
 
 

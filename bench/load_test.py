@@ -87,14 +87,15 @@ class Server:
 
 
 @contextmanager
-def server(weights: Path, tmpdir: Path, timeout: float = 90):
-    """`streamlit run` on a free port with its own TMPDIR and the model in `weights`."""
+def server(weights: Path, tmpdir: Path, timeout: float = 90, env: dict | None = None):
+    """`streamlit run` on a free port with its own TMPDIR and the model in `weights`; `env`
+    adds to its environment (Streamlit reads STREAMLIT_* options from there)."""
     port = bs.free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
            "--server.headless", "true", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "ABCWEB_WEIGHTS": str(weights), "TMPDIR": str(tmpdir)}
+           "ABCWEB_WEIGHTS": str(weights), "TMPDIR": str(tmpdir), **(env or {})}
     log = open(tmpdir.parent / "server.log", "wb")  # noqa: SIM115 - closed below
     # cwd ROOT: Streamlit reads .streamlit/config.toml (no usage statistics) from there.
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -114,12 +114,17 @@ COMPILE_ERROR = ForwardMsg.FINISHED_WITH_COMPILE_ERROR
 
 # -- HTTP, for the page and the media -------------------------------------------------------------
 async def http_request(base: str, path: str, cookies: dict | None = None,
-                       timeout: float = 60) -> tuple[int, dict, bytes]:
+                       timeout: float = 60, source: str | None = None
+                       ) -> tuple[int, dict, bytes]:
     """GET base+path over one plain HTTP/1.1 connection (no threads, no new dependency);
     (status, headers, body). With a cookie jar, its cookies are sent and the response's
-    Set-Cookie lines go into it, as a browser does (a sticky balancer pins by cookie)."""
+    Set-Cookie lines go into it, as a browser does (a sticky balancer pins by cookie).
+    `source`: the local address to connect from (on loopback, any 127.x.y.z is another
+    client address to the server)."""
     u = urlsplit(base)
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(u.hostname, u.port), timeout)
+    local = (source, 0) if source else None
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(u.hostname, u.port, local_addr=local), timeout)
     cookie = f"Cookie: {cookie_header(cookies)}\r\n" if cookies else ""
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: {u.netloc}\r\nAccept: */*\r\n{cookie}"
@@ -143,8 +148,8 @@ async def http_request(base: str, path: str, cookies: dict | None = None,
 
 
 async def http_get(base: str, path: str, cookies: dict | None = None,
-                   timeout: float = 60) -> tuple[int, bytes]:
-    status, _, body = await http_request(base, path, cookies, timeout)
+                   timeout: float = 60, source: str | None = None) -> tuple[int, bytes]:
+    status, _, body = await http_request(base, path, cookies, timeout, source)
     return status, body
 
 
@@ -307,8 +312,10 @@ class Session:
     """One visitor's websocket: sends reruns, keeps widget values, fetches media, answers
     timed fragment reruns. run() sends a rerun and returns the page once it has finished."""
 
-    def __init__(self, base: str, name: str, stats: dict, cookies: dict | None = None):
+    def __init__(self, base: str, name: str, stats: dict, cookies: dict | None = None,
+                 source: str | None = None):
         self.base, self.name, self.stats = base, name, stats
+        self.source = source  # the local address it connects from (http_request)
         # A cookie jar (behind a sticky balancer): connect() first loads the page as a browser
         # does, and its cookies go with the websocket upgrade and every media GET.
         self.cookies = cookies
@@ -337,14 +344,17 @@ class Session:
     async def connect(self) -> None:
         headers = {}
         if self.cookies is not None:
-            status, _, _ = await http_request(self.base, "/", self.cookies)
+            status, _, _ = await http_request(self.base, "/", self.cookies,
+                                              source=self.source)
             if status != 200:
                 raise RunFailed(f"the page answered {status}")
             headers["Cookie"] = cookie_header(self.cookies)
         url = "ws" + self.base[len("http"):] + STREAM
         self.ws = await websockets.connect(url, subprotocols=["streamlit"], origin=self.base,
                                            max_size=None, open_timeout=60,
-                                           additional_headers=headers)
+                                           additional_headers=headers,
+                                           local_addr=(self.source, 0) if self.source
+                                           else None)
         self.upgrade_headers = {k.lower(): v for k, v in self.ws.response.headers.raw_items()}
         self.reader = asyncio.create_task(self.read())
 
@@ -478,8 +488,8 @@ class Session:
             self.widget_script[proto.id] = msg.metadata.active_script_hash
         for url in media_urls(el):
             if url not in self.fetches:
-                self.fetches[url] = asyncio.create_task(http_get(self.base, url,
-                                                                 self.cookies))
+                self.fetches[url] = asyncio.create_task(http_get(self.base, url, self.cookies,
+                                                                 source=self.source))
 
     def on_finished(self, msg: ForwardMsg) -> None:
         status = msg.script_finished
@@ -905,6 +915,19 @@ def check_tune(t: Tune, expected: str, media: bool = True) -> list[str]:
     return out
 
 
+def session_problems(visits: list[Visit]) -> list[str]:
+    """What went wrong in the sessions themselves: errors, exceptions in a page, protocol."""
+    problems: list[str] = []
+    for v in visits:
+        if v.error:
+            problems.append(f"{v.name}: {v.error}")
+        problems.extend(v.problems)
+        if v.exceptions:
+            problems.append(f"{v.name}: {len(v.exceptions)} exception(s) in the page: "
+                            f"{v.exceptions[0]}")
+    return problems
+
+
 def verify(visits: list[Visit], weights: Path) -> tuple[int, list[str]]:
     from abcweb.sampler import load_sampler
 
@@ -1075,14 +1098,7 @@ def measure(base: str, pid: int | None, tmpdir: Path | None, weights: Path, work
         meter.stop()
     left_running = leftovers(tmpdir) if tmpdir is not None and tmpdir.exists() else None
 
-    problems: list[str] = []
-    for v in out["visits"]:
-        if v.error:
-            problems.append(f"{v.name}: {v.error}")
-        problems.extend(v.problems)
-        if v.exceptions:
-            problems.append(f"{v.name}: {len(v.exceptions)} exception(s) in the page: "
-                            f"{v.exceptions[0]}")
+    problems = session_problems(out["visits"])
     wrong = 0
     if args.verify:
         wrong, found = verify(out["visits"], weights)

@@ -50,10 +50,10 @@ def test_it_installs_packages_txt_and_requirements_txt():
 
 def test_it_ships_everything_the_page_imports_and_the_weights():
     copied = {c.split()[-2].rstrip("/") for c in of("COPY") if "--chown=10001" in c}
-    assert {"abcweb", "views", "weights", "streamlit_app.py", ".streamlit"} <= copied
+    assert {"abcweb", "views", "weights", "streamlit_app.py", "serve.py", ".streamlit"} <= copied
     # Every package of this repository that the page's scripts import is copied.
     imported = set()
-    for script in [ROOT / "streamlit_app.py", *(ROOT / "views").glob("*.py")]:
+    for script in [ROOT / "streamlit_app.py", ROOT / "serve.py", *(ROOT / "views").glob("*.py")]:
         for node in ast.walk(ast.parse(script.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 imported.add(node.module.split(".")[0])
@@ -72,7 +72,8 @@ def test_a_non_root_user_port_8501_and_a_health_check_on_streamlits_endpoint():
     (check,) = of("HEALTHCHECK")
     assert "http://127.0.0.1:8501/_stcore/health" in check
     (cmd,) = of("CMD")
-    assert "streamlit_app.py" in cmd and "--server.port=8501" in cmd
+    # serve.py: the page with its security headers (abcweb/security.py)
+    assert "serve.py" in cmd and "--server.port=8501" in cmd
     assert "--server.address=0.0.0.0" in cmd
 
 
@@ -233,3 +234,69 @@ def test_k8s_service_ingress_and_autoscaler_point_at_the_pods_with_cookie_affini
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu"
     assert hpa["spec"]["minReplicas"] >= 2
+
+
+# -- security headers: the same wherever the page is served ------------------------------------
+def haproxy_headers(frame_ancestors: bool) -> dict[str, str]:
+    """The headers haproxy.cfg sets, on the branch with or without ABCWEB_FRAME_ANCESTORS."""
+    out, branch = {}, None
+    for line in haproxy_lines():
+        if line.startswith(".if defined(ABCWEB_FRAME_ANCESTORS)"):
+            branch = True
+        elif line == ".else" and branch is not None:
+            branch = False
+        elif line == ".endif":
+            branch = None
+        elif line.startswith("http-response ") and branch in (None, frame_ancestors):
+            verb, name, *value = line.split(None, 3)[1:]
+            if verb == "set-header" and name != "X-Abcweb-Replica":
+                out[name] = value[0].strip('"')
+            elif verb == "del-header":
+                out.pop(name, None)
+    return out
+
+
+def test_haproxy_sends_the_security_headers_the_app_sends():
+    from abcweb import security
+
+    assert haproxy_headers(frame_ancestors=False) == security.headers("")
+    allowed = security.headers("https://blog.example")
+    with_sites = haproxy_headers(frame_ancestors=True)
+    assert with_sites.pop("Content-Security-Policy").replace(
+        "${ABCWEB_FRAME_ANCESTORS}", "https://blog.example") == allowed.pop(
+        "Content-Security-Policy")
+    assert with_sites == allowed and "X-Frame-Options" not in allowed
+
+
+def test_the_ingress_sends_the_security_headers_the_app_sends():
+    from abcweb import security
+
+    m = manifests()
+    headers = m["ConfigMap"]
+    a = m["Ingress"]["metadata"]["annotations"]
+    namespace, name = a["nginx.ingress.kubernetes.io/custom-headers"].split("/")
+    assert name == headers["metadata"]["name"] and namespace
+    assert headers["data"] == security.headers("")
+    # ingress-nginx refuses a header value outside this set (internal/ingress/annotations/
+    # customheaders): a CSP with another character would take the whole Ingress down.
+    value = re.compile(r"^[a-zA-Z\d_ :;.,\\/\"'?!(){}\[\]@<>=\-+*#$&`|~^%]+$")
+    assert all(value.match(v) for v in headers["data"].values())
+
+
+# -- one client address cannot starve the others ----------------------------------------------
+# What one Chromium with 6 tabs of the page used at its peak, as HAProxy's stick tables saw it
+# (bench/abuse.py --tabs 6): connections, websockets, websockets opened in a minute, HTTP
+# requests in 10 s. The limits must stay well above it (tests/test_abuse.py shows they bite).
+VISITOR_6_TABS = {"LIMIT_CONNS": 12, "LIMIT_WEBSOCKETS": 6, "LIMIT_WEBSOCKET_RATE": 6,
+                  "LIMIT_REQUEST_RATE": 87}
+
+
+def test_the_limits_per_address_are_well_above_what_a_real_visitor_uses():
+    defaults = dict(re.findall(r'"\$\{(LIMIT_\w+)-(\d+)\}"', HAPROXY_CFG.read_text()))
+    assert set(defaults) == set(VISITOR_6_TABS)
+    for name, used in VISITOR_6_TABS.items():
+        assert int(defaults[name]) >= 4 * used, name
+    a = {k.removeprefix("nginx.ingress.kubernetes.io/"): v
+         for k, v in manifests()["Ingress"]["metadata"]["annotations"].items()}
+    assert int(a["limit-connections"]) >= 4 * VISITOR_6_TABS["LIMIT_CONNS"]
+    assert int(a["limit-rps"]) * 10 >= 4 * VISITOR_6_TABS["LIMIT_REQUEST_RATE"]
