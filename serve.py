@@ -1,4 +1,4 @@
-"""The dashboard with its security headers (abcweb/security.py):
+"""The dashboard with its security headers (abcweb/web/security.py):
 
     streamlit run serve.py          # takes the same --server.* flags as streamlit_app.py
 
@@ -10,6 +10,6 @@ streamlit_app.py` still works, without the headers.
 import streamlit as st
 from starlette.middleware import Middleware
 
-from abcweb.security import SecurityHeaders
+from abcweb.web.security import SecurityHeaders
 
 app = st.App("streamlit_app.py", middleware=[Middleware(SecurityHeaders)])

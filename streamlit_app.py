@@ -2,12 +2,13 @@
 
     streamlit run streamlit_app.py
 
-The page is a thin layer over the library: `abcweb.sampler` writes the tune, `abcweb.abctools`
-checks, draws and plays it, `abcweb.charts` shows what the model was thinking,
-`abcweb.training_job` trains a model in a worker process and `abcweb.params` turns the
-settings into a share link. Each view is a script of its own in views/ (st.navigation runs
-only the open one); views/shared.py holds what they share. TensorFlow is never imported on
-the way to a tune: the NumPy sampler does not need it, and training runs in its own process.
+The page is a thin layer over the library: `abcweb.sampling.sampler` writes the tune,
+`abcweb.sound.abctools` checks, draws and plays it, `abcweb.web.charts` shows what the model
+was thinking, `abcweb.web.training_job` trains a model in a worker process and
+`abcweb.web.params` turns the settings into a share link. Each view is a script of its own in
+views/ (st.navigation runs only the open one); views/shared.py holds what they share.
+TensorFlow is never imported on the way to a tune: the NumPy sampler does not need it, and
+training runs in its own process.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import streamlit as st
 import streamlit.components.v1 as components
 
-from abcweb import fairness, sessions
+from abcweb.web import fairness, sessions
 from views.shared import PAGES, favicon, init_state, keep_settings
 
 # Behind the balancer (deploy/haproxy.cfg) every response names the replica that served it. A

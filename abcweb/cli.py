@@ -14,9 +14,9 @@ import os
 import sys
 import time
 
-from .checkpoint import CheckpointError
-from .corpus import CorpusError
-from .model import UnknownCharacters
+from abcweb.model.checkpoint import CheckpointError
+from abcweb.model.lstm import UnknownCharacters
+from abcweb.music.corpus import CorpusError
 
 
 class UsageError(Exception):
@@ -57,8 +57,8 @@ def _prime(text: str) -> str:
 
 # -- sample ------------------------------------------------------------------------------------
 def add_sample(sub) -> None:
-    from .drafts import BEST_OF, MAX_BEST_OF
-    from .sampler import MAX_LENGTH, MAX_TEMPERATURE
+    from abcweb.sampling.drafts import BEST_OF, MAX_BEST_OF
+    from abcweb.sampling.loop import MAX_LENGTH, MAX_TEMPERATURE
     p = sub.add_parser("sample", help="write a tune and print its ABC",
                        description="Write ABC with a trained model and print it to stdout.")
     p.add_argument("--seed", type=_number(int, "seed", 0, 2**63 - 1), default=0)
@@ -88,8 +88,8 @@ def add_sample(sub) -> None:
 
 
 def run_sample(args) -> int:
-    from .checkpoint import CheckpointError, shipped_models
-    from .sampler import load_sampler
+    from abcweb.model.checkpoint import CheckpointError, shipped_models
+    from abcweb.sampling.sampler import load_sampler
     path = args.weights
     if args.model:
         models = shipped_models(args.weights)
@@ -113,7 +113,7 @@ def run_sample(args) -> int:
 
 # -- train -------------------------------------------------------------------------------------
 def add_train(sub) -> None:
-    from .model import PRESETS
+    from abcweb.model.lstm import PRESETS
     p = sub.add_parser("train", help="train or fine-tune a model",
                        description="Train a model on ABC corpora and save checkpoints. "
                        "--recipe shipped retrains the shipped model.")
@@ -148,8 +148,8 @@ def add_train(sub) -> None:
 
 
 def run_train(args) -> int:
-    from . import corpus as corpora
-    from . import recipes
+    from abcweb.model import recipes
+    from abcweb.music import corpus as corpora
     if not args.verbose:
         import_tensorflow_quietly()
     plan = recipes.plan_from_args(args, corpora)
@@ -175,8 +175,9 @@ def add_cells(sub) -> None:
 
 
 def run_cells(args) -> int:
-    from . import checkpoint, corpus
-    from .inside import cells_table, find_cells
+    from abcweb.inside import cells_table, find_cells
+    from abcweb.model import checkpoint
+    from abcweb.music import corpus
     tunes = (corpus.load(args.corpus).split()[1].tunes if args.corpus
              else corpus.load_irish(args.irish).heldout.tunes)
     rows = find_cells(checkpoint.load(args.weights), list(tunes))
@@ -206,8 +207,8 @@ def add_evaluate(sub) -> None:
 
 
 def run_evaluate(args) -> int:
-    from . import evaluate
-    from .drafts import BEST_OF
+    from abcweb.evaluation import evaluate
+    from abcweb.sampling.drafts import BEST_OF
     report = evaluate.evaluate(args.weights, args.irish, samples=args.samples,
                                length=args.length, temperature=args.temperature,
                                best_of=args.best_of or BEST_OF, top_p=args.top_p)
@@ -220,7 +221,8 @@ def add_prior(sub) -> None:
     p = sub.add_parser("prior", help="fit a model's melody prior (how drafts are tie-broken)",
                        description="Compare the model's own draws with irish.abc's train pieces "
                        "(never the held-out ones) interval by interval and degree by degree, "
-                       "and store the result in the model's model.json (abcweb/melody.py).")
+                       "and store the result in the model's model.json "
+                       "(abcweb/evaluation/prior.py).")
     p.add_argument("--irish", default=os.environ.get("ABCWEB_IRISH", "../shared/data/irish.abc"),
                    help="path to irish.abc (its train pieces are the real tunes)")
     p.add_argument("--weights", required=True, help="checkpoint folder to fit and update")
@@ -231,11 +233,13 @@ def add_prior(sub) -> None:
 
 
 def run_prior(args) -> int:
-    from . import checkpoint, corpus, melody
-    from .sampler import load_sampler
+    from abcweb.evaluation.prior import fit as fit_prior
+    from abcweb.model import checkpoint
+    from abcweb.music import corpus
+    from abcweb.sampling.sampler import load_sampler
     real = corpus.load_irish(args.irish).train.tunes
     s = load_sampler(args.weights, backend="numpy")
-    prior = melody.fit(s, list(real), args.temperature, args.draws)
+    prior = fit_prior(s, list(real), args.temperature, args.draws)
     checkpoint.update_info(args.weights, melody_prior=prior)
     print(f"melody prior written to {checkpoint.resolve(args.weights)}: {prior['fitted_on']}")
     return 0
@@ -253,7 +257,7 @@ def build_parser() -> Parser:
     add_cells(sub)
     add_prior(sub)
     try:
-        from .abctools import add_render_parser, run_render
+        from abcweb.sound.abctools import add_render_parser, run_render
     except ImportError:
         pass
     else:

@@ -9,7 +9,7 @@ Why: a tune costs the server about 0.35 CPU-seconds and is asked for over the pa
 websocket, so one client with many pages open, each asking for a new tune the moment the last
 one arrives, could take every core. Two limits per client address work together: HAProxy's
 (websockets held and opened, connections, HTTP requests: deploy/haproxy.cfg) and the page's
-own spacing of the runs one address asks for over the websockets it holds (abcweb/fairness.py),
+own spacing of the runs one address asks for over the websockets it holds (abcweb/web/fairness.py),
 which HAProxy cannot see. "Limits off" turns both off (LIMIT_... and ABCWEB_RUNS_PER_ADDRESS).
 
 Who is who: HAProxy tells clients apart by their address (src). On loopback every 127.x.y.z is
@@ -19,7 +19,7 @@ HAProxy's X-Forwarded-For tells the page the same. (The page does not space loca
 normal visitors, who share 127.0.0.1 here, are never spaced; HAProxy's limits do apply to
 them, and they stay far below them.)
 
-The abusive client: --abusive sessions (bench/visitors.py's headless Session, Streamlit's own
+The abusive client: --abusive sessions (bench/visitors_client.py's Session, Streamlit's own
 websocket protocol), each opening a share link and then changing the seed again as soon as
 its page has finished, with no pause. A session that is refused (429) or cut off tries again a
 second later, as Streamlit's page does. The normal visitors are bench/visitors.py's: a new
@@ -57,13 +57,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 import balancer  # noqa: E402 - bench/ is not a package
 import visitors  # noqa: E402
 from load_test import cpu_seconds  # noqa: E402
+from visitors_behaviour import query_for, widget_id  # noqa: E402
+from visitors_checks import session_problems, verify  # noqa: E402
+from visitors_client import Session, int_state  # noqa: E402
+from visitors_report import summarize  # noqa: E402
 
 ABUSER = "127.0.0.2"  # the abusive client's address; the normal visitors use 127.0.0.1
 ABUSER_SEED = 900_000_000
 RETRY_S = 1.0  # a refused or cut-off abusive session tries again after this
 NO_LIMITS = {k: "1000000000" for k in ("LIMIT_CONNS", "LIMIT_WEBSOCKETS",
                                        "LIMIT_WEBSOCKET_RATE", "LIMIT_REQUEST_RATE")}
-NO_SPACING = {"ABCWEB_RUNS_PER_ADDRESS": "0"}  # abcweb/fairness.py
+NO_SPACING = {"ABCWEB_RUNS_PER_ADDRESS": "0"}  # abcweb/web/fairness.py
 TABLES = ("web", "per_address_websockets")  # deploy/haproxy.cfg's stick tables
 POLL_S = 0.1
 
@@ -163,7 +167,7 @@ async def abusive_session(k: int, base: str, args, abuse: Abuse, deadline: float
     stats = {"messages": 0, "bytes": 0, "ref_hash": 0}
     seed = ABUSER_SEED + 1000 * k
     while time.perf_counter() < deadline:
-        s = visitors.Session(base, f"abusive {k}", stats, {}, source=ABUSER)
+        s = Session(base, f"abusive {k}", stats, {}, source=ABUSER)
         try:
             await s.connect()
         except Exception:  # noqa: BLE001 - a 429 on the page or the upgrade: try again
@@ -174,15 +178,15 @@ async def abusive_session(k: int, base: str, args, abuse: Abuse, deadline: float
         abuse.open += 1
         abuse.peak_open = max(abuse.peak_open, abuse.open)
         try:
-            s.query = visitors.query_for(seed, args.length, 1.0, args.model_id)
+            s.query = query_for(seed, args.length, 1.0, args.model_id)
             page = await s.run(page_name=args.page)
-            box = visitors.widget_id(page, "number_input", "Random seed")
+            box = widget_id(page, "number_input", "Random seed")
             while time.perf_counter() < deadline:
                 seed += 1
-                page = await s.run([visitors.int_state(box, seed)])
+                page = await s.run([int_state(box, seed)])
                 if page.code_text():
                     abuse.tunes += 1
-                else:  # the page's spacing (abcweb/fairness.py) said wait
+                else:  # the page's spacing (abcweb/web/fairness.py) said wait
                     abuse.spaced += 1
         except Exception:  # noqa: BLE001 - cut off: reconnect, as the page does
             abuse.cut_off += 1
@@ -205,7 +209,7 @@ async def drive(base: str, args) -> tuple[dict, Abuse]:
 
 
 def measure(limits: bool, args, weights: Path, work: Path) -> dict:
-    from abcweb.checkpoint import model_id
+    from abcweb.model.checkpoint import model_id
 
     args.model_id = model_id(weights)
     with watched_cluster(weights, work, limits) as (c, peaks):
@@ -215,12 +219,12 @@ def measure(limits: bool, args, weights: Path, work: Path) -> dict:
         client = time.process_time() - client0
         proxy = cpu_seconds(c.haproxy.pid) - proxy0
         seen = peaks.stop()
-    problems = visitors.session_problems(out["visits"])
+    problems = session_problems(out["visits"])
     wrong = 0
     if args.verify:
-        wrong, found = visitors.verify(out["visits"], weights)
+        wrong, found = verify(out["visits"], weights)
         problems += found
-    r = visitors.summarize(args, out, wrong, problems, client, work)
+    r = summarize(args, out, wrong, problems, client, work)
     r.update({"limits": limits, "haproxy_cpu_s": round(proxy, 2),
               "abusive": {"sessions": args.abusive, "tunes": abuse.tunes,
                           "refused": abuse.refused, "cut_off": abuse.cut_off,
@@ -236,7 +240,7 @@ def tabs(n: int, args, weights: Path, work: Path) -> dict:
     import browser_support as bs
     from playwright.sync_api import sync_playwright
 
-    from abcweb.checkpoint import model_id
+    from abcweb.model.checkpoint import model_id
 
     mid = model_id(weights)
     with watched_cluster(weights, work, True) as (c, peaks), sync_playwright() as p:
@@ -245,7 +249,7 @@ def tabs(n: int, args, weights: Path, work: Path) -> dict:
         pages = []
         for i in range(n):  # opened together, as a visitor restoring a session would
             page = context.new_page()
-            page.goto(f"{c.url}/?{visitors.query_for(7000 + i, args.length, 1.0, mid)}",
+            page.goto(f"{c.url}/?{query_for(7000 + i, args.length, 1.0, mid)}",
                       wait_until="commit")
             pages.append(page)
         for page in pages:
@@ -306,7 +310,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the replica
     args = parse_args()
     args.log = lambda line: print(line, file=sys.stderr, flush=True)
-    from abcweb import checkpoint
+    from abcweb.model import checkpoint
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="abcweb-abuse-"))
     weights = work / "model"

@@ -7,7 +7,8 @@ minutes on the shipped data mix and print validation bits per character over tim
 import argparse
 import time
 
-from abcweb import model, train
+from abcweb.model import lstm as model
+from abcweb.model import train
 
 p = argparse.ArgumentParser()
 p.add_argument("--irish", required=True)

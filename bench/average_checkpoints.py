@@ -9,7 +9,9 @@ import argparse
 
 import numpy as np
 
-from abcweb import checkpoint, corpus, load_sampler
+from abcweb import load_sampler
+from abcweb.model import checkpoint
+from abcweb.music import corpus
 
 p = argparse.ArgumentParser()
 p.add_argument("folders", nargs="+")

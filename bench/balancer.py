@@ -42,6 +42,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 import browser_support as bs  # noqa: E402
 import visitors  # noqa: E402 - bench/ is not a package
 from load_test import cpu_seconds, leftovers, server  # noqa: E402
+from visitors_checks import verify  # noqa: E402
+from visitors_client import REPLICA_HEADER, cookie_header  # noqa: E402
+from visitors_meter import Meter  # noqa: E402
+from visitors_report import rounded, summarize  # noqa: E402
 
 # -- settings ---------------------------------------------------------------------------------
 CONFIG = ROOT / "deploy" / "haproxy.cfg"
@@ -118,20 +122,20 @@ def replica_of(url: str, path: str, cookies: dict | None = None) -> tuple[int, s
     """(status, replica) of a GET through HAProxy, with the given cookies."""
     req = urllib.request.Request(url + path)
     if cookies:
-        req.add_header("Cookie", visitors.cookie_header(cookies))
+        req.add_header("Cookie", cookie_header(cookies))
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.headers.get(visitors.REPLICA_HEADER)
+            return r.status, r.headers.get(REPLICA_HEADER)
     except urllib.error.HTTPError as e:
-        return e.code, e.headers.get(visitors.REPLICA_HEADER)
+        return e.code, e.headers.get(REPLICA_HEADER)
 
 
 # -- the bench --------------------------------------------------------------------------------
 class Meters:
-    """One visitors.Meter per replica, marked together (visitors.drive marks "warm")."""
+    """One visitors_meter.Meter per replica, marked together (visitors.drive marks "warm")."""
 
     def __init__(self, pids: list[int]):
-        self.all = [visitors.Meter(p) for p in pids]
+        self.all = [Meter(p) for p in pids]
         self.pid = pids[0]  # visitors.drive's progress line shows this replica's RSS
 
     def mark(self, name: str) -> None:
@@ -144,7 +148,7 @@ class Meters:
 
 
 def measure(n: int, args, weights: Path, work: Path) -> dict:
-    from abcweb.checkpoint import model_id
+    from abcweb.model.checkpoint import model_id
 
     args.model_id = model_id(weights)
     with cluster(n, weights, work) as c:
@@ -172,7 +176,7 @@ def measure(n: int, args, weights: Path, work: Path) -> dict:
             problems.append(f"{v.name}: served by {v.replica!r}, not a replica")
     wrong = 0
     if args.verify:
-        wrong, found = visitors.verify(out["visits"], weights)
+        wrong, found = verify(out["visits"], weights)
         problems.extend(found)
     for name, m in zip(c.servers, meters.all):
         if m.watch.peers:
@@ -182,7 +186,7 @@ def measure(n: int, args, weights: Path, work: Path) -> dict:
     if out["stats"]["ref_hash"]:
         problems.append(f"{out['stats']['ref_hash']} cached-message references received")
 
-    r = visitors.summarize(args, out, wrong, problems, client, work)
+    r = summarize(args, out, wrong, problems, client, work)
     tunes = Counter(v.replica for v in out["visits"] for _ in v.tunes)
     cpu = {"whole_run": [m.cpu("start", "end")["pages"] for m in meters.all]}
     after = 0
@@ -194,9 +198,9 @@ def measure(n: int, args, weights: Path, work: Path) -> dict:
         "replicas": n,
         "tunes_per_replica": {name: tunes.get(name, 0) for name in c.servers},
         "cpu_s_per_tune": {
-            "whole_run": visitors.rounded(sum(cpu["whole_run"]) / r["tunes"])
+            "whole_run": rounded(sum(cpu["whole_run"]) / r["tunes"])
             if r["tunes"] else None,
-            "after_warmup": visitors.rounded(sum(cpu["after_warmup"]) / after)
+            "after_warmup": rounded(sum(cpu["after_warmup"]) / after)
             if "after_warmup" in cpu and after else None},
         "server_cpu_s": {k: [round(x, 2) for x in v] for k, v in cpu.items()},
         "server_rss_peak_mb": {name: round(m.rss.peak, 1)
@@ -256,7 +260,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the replicas
     args = parse_args()
     args.log = lambda line: print(line, file=sys.stderr, flush=True)
-    from abcweb import checkpoint
+    from abcweb.model import checkpoint
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="abcweb-balancer-"))
     weights = work / "model"

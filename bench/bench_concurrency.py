@@ -17,8 +17,8 @@ import sys
 import threading
 import time
 
-from abcweb import checkpoint
-from abcweb.sampler import Sampler, load_sampler
+from abcweb.model import checkpoint
+from abcweb.sampling.sampler import Sampler, load_sampler
 
 
 def busy(stop: threading.Event) -> None:

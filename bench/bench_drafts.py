@@ -1,4 +1,4 @@
-"""What best-of-N drafts buy and cost (abcweb/drafts.py).
+"""What best-of-N drafts buy and cost (abcweb/sampling/drafts.py).
 
     PYTHONPATH=. .venv/bin/python bench/bench_drafts.py [--weights DIR] [--seeds 200]
         [--temperature 1.0] [--max 16] [--irish ../shared/data/irish.abc] [--no-prior]
@@ -7,8 +7,8 @@ Quality: for seeds 0..S-1 it writes the drafts of every seed (prime X:, up to 80
 judges each once with the yardsticks, and prints, for N = 1, 2, 4, 8, 16, the share of kept
 tunes that are valid, end on their tonic, and the share of their bars that fit the meter, and
 with --irish the kept tunes' scale-degree and interval distances to irish.abc's held-out tunes
-(abcweb/yardsticks.py). N=1 is the model's own draw: the model card's figures. Drafts are
-tie-broken by the model's melody prior (abcweb/melody.py) as the library does; --no-prior
+(abcweb/evaluation/yardsticks.py). N=1 is the model's own draw: the model card's figures. Drafts are
+tie-broken by the model's melody prior (abcweb/sampling/melody.py) as the library does; --no-prior
 judges them without it. (Drafts are written here in batches of 25
 seeds; the library writes a tune's N drafts as one batch, which can differ in a last float bit.)
 
@@ -27,7 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from abcweb import abctools, corpus, drafts, load_sampler, tunes, yardsticks  # noqa: E402
+from abcweb import load_sampler
+from abcweb.evaluation import yardsticks
+from abcweb.music import corpus, tunes
+from abcweb.sampling import drafts
+from abcweb.sound import abctools
 
 
 def cpu_now() -> float:

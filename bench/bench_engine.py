@@ -23,9 +23,11 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from abcweb import checkpoint, load_sampler  # noqa: E402
-from abcweb.model import ModelConfig, build_model, get_weights  # noqa: E402
-from abcweb.sampler import Sampler, blas_threads  # noqa: E402
+from abcweb import load_sampler
+from abcweb.model import checkpoint
+from abcweb.model.lstm import ModelConfig, build_model, get_weights
+from abcweb.sampling.loop import blas_threads
+from abcweb.sampling.sampler import Sampler
 
 IRISH = os.environ.get("ABCWEB_IRISH", "../shared/data/irish.abc")
 
@@ -136,8 +138,8 @@ def main():
           f"ours / bound = {best / cps['bound']:.0%} (target >= 50%)")
 
     # -- training -------------------------------------------------------------------------
-    from abcweb.corpus import Corpus
-    from abcweb.train import Trainer, TrainSettings
+    from abcweb.model.train import Trainer, TrainSettings
+    from abcweb.music.corpus import Corpus
 
     tunes = text.split("\n\n")
 

@@ -3,12 +3,12 @@
     PYTHONPATH=. .venv/bin/python bench/bench_form.py [--weights DIR] [--samples 200]
         [--irish PATH] [--bits] [--proposals TUNES]
 
-Rows, all measured by the same code (abcweb/yardsticks.py, read_form): irish.abc's held-out
-tunes (the reference, with each share's range over random halves of them), its train tunes,
-the model at the page's defaults (seed text X:, temperature 0.9, best of 8 drafts, 600
-characters; seeds 0..S-1) and the model's own draw (best of 1) at 0.9 and 0.6, the first
-complete tune of each, as `python -m abcweb evaluate` takes them. 95% intervals resample whole
-tunes. Counts, not times: it can run beside other work.
+Rows, all measured by the same code (abcweb/evaluation/yardsticks.py, facts.read_form):
+irish.abc's held-out tunes (the reference, with each share's range over random halves of them),
+its train tunes, the model at the page's defaults (seed text X:, temperature 0.9, best of 8
+drafts, 600 characters; seeds 0..S-1) and the model's own draw (best of 1) at 0.9 and 0.6, the
+first complete tune of each, as `python -m abcweb evaluate` takes them. 95% intervals resample
+whole tunes. Counts, not times: it can run beside other work.
 
 --bits also reads the held-out tunes as `evaluate` scores them (one text, context carried)
 and splits the bits per character by where the character sits: in a bar equal to an earlier
@@ -29,7 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from abcweb import corpus, evaluate, load_sampler, yardsticks  # noqa: E402
+from abcweb import load_sampler
+from abcweb.evaluation import evaluate, yardsticks
+from abcweb.music import corpus, facts
 
 LENGTH = 600  # the page's default
 PAGE_TEMPERATURE = 0.9
@@ -65,7 +67,7 @@ def bits_by_bar(s, tunes: list[str]) -> dict[str, tuple[float, int]]:
     offset = 0
     for tune in tunes:
         seen = set()
-        for bar, a, b in yardsticks.bar_spans(tune):
+        for bar, a, b in facts.bar_spans(tune):
             kind[offset + a: offset + b] = "repeat" if bar in seen else "first"
             seen.add(bar)
         offset += len(tune) + 2
@@ -96,7 +98,7 @@ def proposals(s, tunes: int, temperature: float) -> tuple[int, dict[str, int], i
     better, by, starts = 0, {k: 0 for k in PROPOSALS}, 0
     for g in gens:
         raw = g.text.split("\n\n")[0]
-        spans = yardsticks.bar_spans(raw)
+        spans = facts.bar_spans(raw)
         ids = [s.vocab.index(ch) for ch in s.cfg.start + raw]
         state, logits, read = s.net.zero_state(1), None, 0
         for i, (bar, a, e) in enumerate(spans):
@@ -140,7 +142,7 @@ def main() -> None:
     print(f"{s.ckpt.path}: {args.samples} seeds, seed text X:, {LENGTH} characters")
     print("| tunes | complete | bars | bars equal to an earlier bar | 2-bar phrases equal to "
           "an earlier one | bars within 2 edits of an earlier bar | tunes with "
-          f"{yardsticks.LOOP_RUN} equal bars in a row | tunes echoing more bars than any real "
+          f"{facts.LOOP_RUN} equal bars in a row | tunes echoing more bars than any real "
           "tune |")
     print("|---|---|---|---|---|---|---|---|")
     print(row("irish.abc held-out (reference)", real, real))

@@ -20,8 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import browser_support as bs  # noqa: E402
 
-from abcweb import checkpoint, load_sampler  # noqa: E402
+from abcweb import load_sampler
 from abcweb.inside import lstm_states  # noqa: E402
+from abcweb.model import checkpoint
 
 DRAWN = """() => document.querySelector('[data-testid=abcweb-cells-text]') &&
   document.querySelectorAll('[data-testid=stVegaLiteChart] svg .mark-line, '

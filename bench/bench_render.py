@@ -19,8 +19,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from abcweb import abctools, corpus, load_sampler  # noqa: E402
-from abcweb.tunes import first_complete_tune, token_kinds  # noqa: E402
+from abcweb import load_sampler
+from abcweb.music import corpus
+from abcweb.music.tunes import first_complete_tune, token_kinds
+from abcweb.sound import abctools
 
 IRISH = os.environ.get("ABCWEB_IRISH", "../shared/data/irish.abc")
 

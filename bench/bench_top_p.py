@@ -5,7 +5,7 @@
 
 For each temperature and top-p: seeds 0..S-1, prime X:, up to 800 characters, the first
 complete tune of each, measured with the same code as `python -m abcweb evaluate`
-(abcweb/yardsticks.py) against irish.abc's held-out tunes; the model's own draw, then the
+(abcweb/evaluation/yardsticks.py) against irish.abc's held-out tunes; the model's own draw, then the
 best of the drafts (what the page gives). The last row is the real tunes, with the spread of
 the histogram distances between two halves of them (a model as good as real tunes stays
 within it). Counts, not times: it can run beside other work.
@@ -20,7 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from abcweb import corpus, evaluate, load_sampler, yardsticks  # noqa: E402
+from abcweb import load_sampler
+from abcweb.evaluation import evaluate, yardsticks
+from abcweb.music import corpus
 
 SHARES = ("valid", "bars_fit_meter", "ends_on_tonic", "parts_8_or_16_bars")
 

@@ -343,8 +343,8 @@ async def trainer(browser, url: str, steps: int, seed: int, length: int,
 
 def trained_model_text(tmpdir: Path, seed: int, length: int) -> str | None:
     """The text the model in the (one) training folder writes for a link, or None."""
-    from abcweb import checkpoint
-    from abcweb.sampler import load_sampler
+    from abcweb.model import checkpoint
+    from abcweb.sampling.sampler import load_sampler
 
     for folder in sorted(tmpdir.glob("abcweb-train-*")):
         try:
@@ -371,8 +371,8 @@ def run(sessions: int = 8, generations: int = 200, length: int = 600, train_step
     """Run the load test; returns the figures and the problems found (empty: all good)."""
     from playwright.async_api import async_playwright
 
-    from abcweb import checkpoint
-    from abcweb.sampler import load_sampler
+    from abcweb.model import checkpoint
+    from abcweb.sampling.sampler import load_sampler
 
     work = Path(workdir or tempfile.mkdtemp(prefix="abcweb-load-"))
     tmpdir = work / "tmp"

@@ -69,7 +69,7 @@ SCREENSHOT_QUERY = "?seed=2&prime=X%3A1%0AM%3A6%2F8%0AL%3A1%2F8%0AK%3AG%0A&tempe
 def with_model(query: str, weights: str | None) -> str:
     """The query naming the model, as the page's own links do: a link without an id is read
     as made before ids (the earlier model's own draw, no drafts)."""
-    from abcweb.checkpoint import model_id
+    from abcweb.model.checkpoint import model_id
 
     return query if "model=" in query else f"{query}&model={model_id(weights)}"
 

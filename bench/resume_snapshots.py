@@ -7,10 +7,10 @@
 import argparse
 from pathlib import Path
 
-from abcweb import checkpoint
-from abcweb import corpus as corpora
-from abcweb.recipes import plan_from_args
-from abcweb.train import Trainer
+from abcweb.model import checkpoint
+from abcweb.model.recipes import plan_from_args
+from abcweb.model.train import Trainer
+from abcweb.music import corpus as corpora
 
 p = argparse.ArgumentParser()
 p.add_argument("--out", required=True)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shutil
 import signal
@@ -47,15 +48,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import visitors  # noqa: E402 - bench/ is not a package
-from load_test import leftovers, rss_mb, server  # noqa: E402
+from load_test import leftovers, percentile, rss_mb, server  # noqa: E402
+from visitors_behaviour import Bounds, Tune, Visit, trainer, visitor  # noqa: E402
+from visitors_checks import session_problems, verify  # noqa: E402
+from visitors_meter import descendants, is_trainer, quarter_medians  # noqa: E402
+from visitors_report import rounded  # noqa: E402
 
-from abcweb import sessions  # noqa: E402
+from abcweb.web import sessions
 
 MAX_GROWTH = 0.10  # after warm-up, last quarter's median RSS against the first quarter's
 SETTLE_MARGIN_S = 60  # past the session TTL: Streamlit drops expired sessions lazily
 SETTLE_POLL_S = 2
 WARMUP_VISITORS, WARMUP_ROUNDS = 4, 3
-SAMPLE_WORKER = "abcweb.sample_worker"
+SAMPLE_WORKER = "abcweb.sampling.sample_worker"
 
 
 # -- measurements -------------------------------------------------------------------------------
@@ -108,18 +113,20 @@ def census(pid: int, tmpdir: Path, t0: float) -> Census:
     rss = trainer = 0.0
     kinds, names = Counter(), []
     server_rss = rss_mb(pid)
-    for p in [pid] + visitors.descendants(pid):
+    for p in [pid] + descendants(pid):
         try:  # a tool may end at any moment
             mb, open_fds = rss_mb(p), fd_kinds(p)
             name = command(p) if p != pid else None
         except OSError:
+            continue
+        if math.isnan(mb):  # it ended between the listing and the read: it holds nothing now
             continue
         kinds += open_fds
         if p == pid:
             rss += mb
             continue
         names.append(name)
-        if visitors.is_trainer(p):
+        if is_trainer(p):
             trainer += mb
         else:
             rss += mb
@@ -173,7 +180,7 @@ def wait_settled(rec: Recorder, start: Census, timeout: float) -> tuple[Census, 
 
 
 def quarters(samples: list[Census], t_from: float) -> list[float | None]:
-    return visitors.quarter_medians([(c.t, c.rss_mb) for c in samples], t_from)
+    return quarter_medians([(c.t, c.rss_mb) for c in samples], t_from)
 
 
 def per_minute(samples: list[Census]) -> list[dict]:
@@ -209,17 +216,17 @@ def verdict(start: Census, end: Census, rss_quarters: list[float | None]) -> dic
 
 
 # -- behaviour: the visitors and the trainers ------------------------------------------------------
-async def first_visits(base: str, args, n: int) -> list[visitors.Visit]:
+async def first_visits(base: str, args, n: int) -> list[Visit]:
     """n visitors at once, one tune each, gone: the sampling pool starts its workers on
     demand, and the start census must not count one starting later as a leak."""
     stats = {"messages": 0, "bytes": 0, "ref_hash": 0}
     return list(await asyncio.gather(*(
-        visitors.visitor(args.visitors + k, base, args, visitors.Bounds(n, 1, None), stats,
-                         lambda t: None) for k in range(n))))
+        visitor(args.visitors + k, base, args, Bounds(n, 1, None), stats,
+                lambda t: None) for k in range(n))))
 
 
-def warm_up(rec: Recorder, base: str, args) -> list[visitors.Visit]:
-    from abcweb.sample_worker import WORKERS
+def warm_up(rec: Recorder, base: str, args) -> list[Visit]:
+    from abcweb.sampling.sample_worker import WORKERS
 
     visits = []
     for _ in range(WARMUP_ROUNDS):
@@ -230,12 +237,11 @@ def warm_up(rec: Recorder, base: str, args) -> list[visitors.Visit]:
 
 
 async def trainers(base: str, args, stats: dict, warm: asyncio.Event,
-                   deadline: float) -> list[visitors.Visit]:
+                   deadline: float) -> list[Visit]:
     """A new training visitor every --train-every seconds until the deadline."""
     tasks = []
     while True:
-        tasks.append(asyncio.create_task(visitors.trainer(base, args, stats, None, Path(),
-                                                          warm)))
+        tasks.append(asyncio.create_task(trainer(base, args, stats, None, Path(), warm)))
         left = deadline - time.perf_counter()
         if left <= args.train_every:
             break
@@ -248,17 +254,17 @@ async def trainers(base: str, args, stats: dict, warm: asyncio.Event,
 
 async def drive(base: str, args, on_warm) -> dict:
     stats = {"messages": 0, "bytes": 0, "ref_hash": 0}
-    bounds = visitors.Bounds(None, None, args.minutes * 60)
+    bounds = Bounds(None, None, args.minutes * 60)
     warm, firsts = asyncio.Event(), []
 
-    def on_tune(t: visitors.Tune) -> None:
+    def on_tune(t: Tune) -> None:
         if t.first:
             firsts.append(t.t_end)
             if len(firsts) == args.visitors:
                 warm.set()
                 on_warm()
 
-    jobs = [visitors.visitor(i, base, args, bounds, stats, on_tune) for i in range(args.visitors)]
+    jobs = [visitor(i, base, args, bounds, stats, on_tune) for i in range(args.visitors)]
     training = (asyncio.create_task(trainers(base, args, stats, warm, bounds.deadline))
                 if args.train_steps else None)
     t0 = time.perf_counter()
@@ -270,7 +276,7 @@ async def drive(base: str, args, on_warm) -> dict:
 
 # -- the run --------------------------------------------------------------------------------------
 def run(args) -> dict:
-    from abcweb import checkpoint
+    from abcweb.model import checkpoint
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="abcweb-soak-"))
     tmpdir = work / "tmp"
@@ -284,7 +290,7 @@ def run(args) -> dict:
     with server(weights, tmpdir, env=env) as srv:
         rec = Recorder(srv.pid, tmpdir, args.every)
         probe = warm_up(rec, srv.url, args)
-        # Their sessions are let go first (abcweb/sessions.py), so that the start census holds
+        # Their sessions are let go first (abcweb/web/sessions.py), so that the start census holds
         # nothing of theirs that a leak could hide behind.
         log("warm-up visitors have left: waiting for the server to drop their sessions")
         time.sleep(args.session_ttl + sessions.MARGIN_S + 2 * sessions.REAP_EVERY_S)
@@ -317,9 +323,9 @@ def run(args) -> dict:
     after_stop = leftovers(tmpdir)
 
     visits = out["visits"] + out["trainers"]
-    problems = visitors.session_problems(probe + visits)
+    problems = session_problems(probe + visits)
     if args.verify:
-        wrong, found = visitors.verify(out["visits"], weights)
+        wrong, found = verify(out["visits"], weights)
         problems += found
     for v in out["trainers"]:
         if not v.error and not (v.trained and (v.tunes[-1].model or "").startswith("Trained")):
@@ -338,8 +344,8 @@ def run(args) -> dict:
         "session_ttl_s": args.session_ttl, "server_env": args.server_env,
         "wall_s": round(out["wall"], 1),
         "tunes": sum(len(v.tunes) for v in out["visits"]),
-        "latency_s": {"p50": visitors.rounded(visitors.percentile(tunes, 0.5)),
-                      "p95": visitors.rounded(visitors.percentile(tunes, 0.95))},
+        "latency_s": {"p50": rounded(percentile(tunes, 0.5)),
+                      "p95": rounded(percentile(tunes, 0.95))},
         "trainers": [{"name": v.name, "error": v.error, **(v.trained or {})}
                      for v in out["trainers"]],
         "warm_at_s": round(t_warm, 1),

@@ -29,7 +29,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def live_children_cpu() -> float:
-    from abcweb import sample_worker
+    from abcweb.sampling import sample_worker
 
     total = 0.0
     for pid in sample_worker.pool().pids():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from abcweb import checkpoint
-from abcweb.model import ModelConfig, preset, weight_shapes
+from abcweb.model import checkpoint
+from abcweb.model.lstm import ModelConfig, preset, weight_shapes
 
 # Property tests: CI draws the same examples on every run (derandomized, no example database),
 # so a change can only fail for what it changed; a local run explores new examples and keeps
@@ -84,8 +84,8 @@ def one_layer_dir(tmp_path_factory) -> Path:
 
 
 def shown(markdown: object) -> str:
-    """What a visitor reads of a Markdown message: abcweb.messages.as_text's escapes and word
+    """What a visitor reads of a Markdown message: abcweb.web.messages.as_text's escapes and word
     joiners taken out (AppTest gives the Markdown source)."""
-    from abcweb.messages import WORD_JOINER
+    from abcweb.web.messages import WORD_JOINER
 
     return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(markdown)).replace(WORD_JOINER, "")

@@ -1,4 +1,4 @@
-"""abc2midi, abcm2ps and fluidsynth through abcweb.abctools, with the real tools.
+"""abc2midi, abcm2ps and fluidsynth through abcweb.sound.abctools, with the real tools.
 
 Tools are only simulated missing (PATH pointed at an empty folder, a soundfont path that does
 not exist); hangs are real tools given too little time.
@@ -21,10 +21,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from abcweb import abccheck, abctools, tooling
-from abcweb import audio as audio_module
-from abcweb.abctools import ToolError, ToolMissing, ToolTimeout, check, to_audio, to_midi, to_svg
-from abcweb.tunes import split_tunes
+from abcweb.music.tunes import split_tunes
+from abcweb.sound import abccheck, abctools, tooling
+from abcweb.sound import audio as audio_module
+from abcweb.sound.abctools import (
+    ToolError,
+    ToolMissing,
+    ToolTimeout,
+    check,
+    to_audio,
+    to_midi,
+    to_svg,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 IRISH = ROOT / ".." / "shared" / "data" / "irish.abc"

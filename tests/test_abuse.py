@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 import websockets
 
-from abcweb import checkpoint
+from abcweb.model import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import abuse  # noqa: E402 - bench/ is not a package
 import balancer  # noqa: E402
-import visitors as v  # noqa: E402
+from visitors_behaviour import query_for, widget_id  # noqa: E402
+from visitors_client import Session, http_request, int_state  # noqa: E402
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not shutil.which(balancer.HAPROXY), reason="no haproxy "
@@ -33,7 +34,7 @@ WEBSOCKETS, REQUESTS = 2, 30  # per address: open websockets, HTTP requests in 1
 LIMITS = {"LIMIT_WEBSOCKETS": str(WEBSOCKETS), "LIMIT_REQUEST_RATE": str(REQUESTS),
           "LIMIT_CONNS": "50", "LIMIT_WEBSOCKET_RATE": "50"}
 NORMAL = "127.0.0.1"
-# The page's own spacing (abcweb/fairness.py): two runs at once, the next one 1,000 s later,
+# The page's own spacing (abcweb/web/fairness.py): two runs at once, the next one 1,000 s later,
 # which is past its longest wait, so the third run of an address is turned away.
 SPACING = {"ABCWEB_RUNS_PER_ADDRESS": "0.001", "ABCWEB_RUNS_BURST": "1"}
 SPACED, UNSPACED = "127.0.0.4", "127.0.0.5"  # addresses no other test here uses
@@ -56,7 +57,7 @@ def stats() -> dict:
     return {"messages": 0, "bytes": 0, "ref_hash": 0}
 
 
-async def refusal(session: v.Session) -> int | None:
+async def refusal(session: Session) -> int | None:
     """The HTTP status that refused the session's websocket, or None when it opened."""
     try:
         await session.connect()
@@ -67,9 +68,9 @@ async def refusal(session: v.Session) -> int | None:
 
 def test_an_address_over_the_websocket_limit_is_refused_while_another_is_served(cluster):
     async def scenario():
-        held = [v.Session(cluster.url, f"abusive {k}", stats(), source=abuse.ABUSER)
+        held = [Session(cluster.url, f"abusive {k}", stats(), source=abuse.ABUSER)
                 for k in range(WEBSOCKETS + 1)]
-        normal = v.Session(cluster.url, "normal", stats())
+        normal = Session(cluster.url, "normal", stats())
         try:
             for s in held[:-1]:
                 await s.connect()
@@ -78,12 +79,12 @@ def test_an_address_over_the_websocket_limit_is_refused_while_another_is_served(
             counted = abuse.table(cluster.sock, "per_address_websockets")
             # Another address, meanwhile: its page opens and writes its tune.
             await normal.connect()
-            normal.query = v.query_for(5, 300, 1.0, cluster.model)
+            normal.query = query_for(5, 300, 1.0, cluster.model)
             page = await normal.run()
             # One of the abusive pages closes: the address may open one again.
             await held[0].close()
             await asyncio.sleep(0.5)
-            again = v.Session(cluster.url, "abusive again", stats(), source=abuse.ABUSER)
+            again = Session(cluster.url, "abusive again", stats(), source=abuse.ABUSER)
             reopened = await refusal(again)
             held.append(again)
             return over, counted, page, reopened
@@ -105,10 +106,10 @@ def test_an_address_over_the_request_rate_gets_429_with_retry_after_another_gets
     async def scenario():
         statuses, headers = [], {}
         for _ in range(REQUESTS + 5):
-            status, headers, _ = await v.http_request(cluster.url, "/_stcore/health",
-                                                      source=abuse.ABUSER)
+            status, headers, _ = await http_request(cluster.url, "/_stcore/health",
+                                                    source=abuse.ABUSER)
             statuses.append(status)
-        normal = await v.http_request(cluster.url, "/_stcore/health", source=NORMAL)
+        normal = await http_request(cluster.url, "/_stcore/health", source=NORMAL)
         return statuses, headers, normal
 
     statuses, last_headers, (status, _, body) = asyncio.run(scenario())
@@ -122,17 +123,17 @@ def test_an_address_over_the_request_rate_gets_429_with_retry_after_another_gets
 
 def test_the_page_spaces_one_addresses_runs_while_another_address_is_served(cluster):
     async def scenario():
-        many = v.Session(cluster.url, "many tunes", stats(), source=SPACED)
-        other = v.Session(cluster.url, "other", stats(), source=UNSPACED)
+        many = Session(cluster.url, "many tunes", stats(), source=SPACED)
+        other = Session(cluster.url, "other", stats(), source=UNSPACED)
         try:
             await many.connect()
-            many.query = v.query_for(11, 300, 1.0, cluster.model)
+            many.query = query_for(11, 300, 1.0, cluster.model)
             pages = [await many.run()]
-            box = v.widget_id(pages[0], "number_input", "Random seed")
+            box = widget_id(pages[0], "number_input", "Random seed")
             for seed in (12, 13):
-                pages.append(await many.run([v.int_state(box, seed)]))
+                pages.append(await many.run([int_state(box, seed)]))
             await other.connect()
-            other.query = v.query_for(21, 300, 1.0, cluster.model)
+            other.query = query_for(21, 300, 1.0, cluster.model)
             served = await other.run()
             return pages, served
         finally:

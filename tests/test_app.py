@@ -16,8 +16,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from abcweb import abctools, arrange, charts, checkpoint, params
-from abcweb.sampler import Sampler, load_sampler
+from abcweb.model import checkpoint
+from abcweb.music import tunes
+from abcweb.sampling.sampler import Sampler, load_sampler
+from abcweb.sound import abctools, arrange
+from abcweb.web import params
 
 from conftest import jigs, shown
 
@@ -138,7 +141,7 @@ def test_moving_a_sampling_slider_writes_the_librarys_tune_at_once_and_links_car
 
 def test_the_caption_says_when_the_melody_chose_among_equally_good_drafts(model_dir):
     """Seed 0 at the defaults: several drafts are equally valid, at home and in time, and the
-    melody prior (abcweb/melody.py) picks among them; the caption says which and why."""
+    melody prior (abcweb/sampling/melody.py) picks among them; the caption says which and why."""
     s = params.Settings(seed=0)
     g = load_sampler(model_dir, "numpy").generate("X:", s.length, s.temperature, s.seed,
                                                   best_of=s.best)
@@ -161,7 +164,7 @@ def test_the_caption_says_when_the_melody_chose_among_equally_good_drafts(model_
 def test_links_bring_back_tunes_of_earlier_shipped_models(tmp_path, monkeypatch):
     """New weights ship; the model before them stays in weights/<id>/, and a link names the
     model that wrote it."""
-    from abcweb.model import preset
+    from abcweb.model.lstm import preset
 
     from conftest import random_checkpoint
 
@@ -258,7 +261,7 @@ def test_picking_a_step_shows_its_distribution(model_dir):
     assert not at.exception
     title = next(t for t in charts_of(at) if t.startswith("Next character"))
     assert title == (f"Next character at step 5: the model wrote "
-                     f"{charts.show_char(g.generated[5])!r}")
+                     f"{tunes.show_char(g.generated[5])!r}")
     assert any(f"{g.steps[5].prob:.3f}" in m for m in texts(at.markdown))
 
 
@@ -291,7 +294,7 @@ def test_slow_generation_is_streamed_into_the_page(model_dir, monkeypatch):
 def test_a_fast_model_is_not_streamed_even_on_a_fresh_server(model_dir, monkeypatch):
     """The first timing of a model used to include starting its sampling worker (0.4-0.6 s
     for 32 characters), so a fresh server streamed every tune, in its own GIL, for good."""
-    from abcweb import sample_worker
+    from abcweb.sampling import sample_worker
     from views import shared
 
     sample_worker.pool().close()  # as on a fresh server: no worker holds the model yet

@@ -2,7 +2,7 @@
 
 import pytest
 
-from abcweb import abctools, arrange
+from abcweb.sound import abctools, arrange
 
 from conftest import JIG
 

@@ -7,7 +7,7 @@ stops a replica):
 (c) when a replica stops mid-session, its visitor's page reconnects through the balancer to
     the other replica, where its next tune is written and played; the other replica's visitor
     never notices, and new visitors go to the replica that is up.
-Visitors are bench/visitors.py's headless sessions (Streamlit's websocket protocol), carrying
+Visitors are bench/visitors_client.py's sessions (Streamlit's websocket protocol), carrying
 HAProxy's cookie as a browser does; in (c) the stopped replica's visitor is a real Chromium.
 """
 
@@ -23,14 +23,24 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from abcweb import checkpoint
+from abcweb.model import checkpoint
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 import balancer  # noqa: E402 - bench/ is not a package
 import browser_support as bs  # noqa: E402
-import visitors as v  # noqa: E402
 from load_test import DONE, STATE, shown  # noqa: E402
+from visitors_behaviour import (  # noqa: E402
+    Tune,
+    Visit,
+    copy_trained_model,
+    follow_training,
+    query_for,
+    record,
+    widget_id,
+)
+from visitors_checks import check_tune, expected_text  # noqa: E402
+from visitors_client import REPLICA_HEADER, Page, Session, http_request, int_state, trigger  # noqa: E402
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not shutil.which(balancer.HAPROXY), reason="no haproxy "
@@ -39,7 +49,7 @@ pytestmark = [pytest.mark.slow,
 LENGTH = 300  # short tunes: the test is about where they are written, not what
 TRAIN_STEPS = 5
 SEED_A, SEED_B, SEED_C = 31, 4_200, 77_000
-HEADER = v.REPLICA_HEADER
+HEADER = REPLICA_HEADER
 IDLE = ("() => { const w = document.querySelector('[data-testid=\"stStatusWidget\"]');"
         " return !w || !/Running|Stop/.test(w.innerText); }")
 
@@ -60,7 +70,7 @@ def cluster(weights, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def library(weights):
-    from abcweb.sampler import load_sampler
+    from abcweb.sampling.sampler import load_sampler
 
     return load_sampler(weights, workers=False)
 
@@ -70,11 +80,11 @@ def stats() -> dict:
 
 
 def link(seed: int, weights) -> str:
-    return v.query_for(seed, LENGTH, 1.0, checkpoint.model_id(weights))
+    return query_for(seed, LENGTH, 1.0, checkpoint.model_id(weights))
 
 
-def tune_of(visit: v.Visit, page: v.Page, seed: int) -> v.Tune:
-    return v.record(visit, page, seed, 1.0, LENGTH, False, time.perf_counter())
+def tune_of(visit: Visit, page: Page, seed: int) -> Tune:
+    return record(visit, page, seed, 1.0, LENGTH, False, time.perf_counter())
 
 
 def other(cluster, name: str) -> str:
@@ -85,7 +95,7 @@ def other(cluster, name: str) -> str:
 def test_a_visit_stays_on_one_replica_page_audio_training_sampling(cluster, weights, library,
                                                                     tmp_path):
     async def visit():
-        s = v.Session(cluster.url, "a", stats(), {})  # an empty jar: the balancer picks
+        s = Session(cluster.url, "a", stats(), {})  # an empty jar: the balancer picks
         await s.connect()
         try:
             s.query = link(SEED_A, weights)
@@ -93,15 +103,15 @@ def test_a_visit_stays_on_one_replica_page_audio_training_sampling(cluster, weig
             # While the page shows it (Streamlit drops a page's media at its next run), the
             # audio is asked for from each replica by cookie.
             url, _ = first.audio()
-            fetched = {name: (await v.http_request(cluster.url, url, cluster.pin(name)))[:2]
+            fetched = {name: (await http_request(cluster.url, url, cluster.pin(name)))[:2]
                        for name in cluster.servers}
             await s.run(page_hash=s.pages["train"], only_main=True)
             steps = s.page.find("number_input", "Steps")
-            page = await s.run([v.int_state(steps.id, TRAIN_STEPS)])
-            await s.run([v.trigger(v.widget_id(page, "button", "Start training"))])
-            trained = await v.follow_training(s, 300)
-            sampled = await s.run([v.trigger(v.widget_id(s.page, "button",
-                                                         "Use this model for sampling"))])
+            page = await s.run([int_state(steps.id, TRAIN_STEPS)])
+            await s.run([trigger(widget_id(page, "button", "Start training"))])
+            trained = await follow_training(s, 300)
+            sampled = await s.run([trigger(widget_id(s.page, "button",
+                                                     "Use this model for sampling"))])
             return s, first, fetched, trained, sampled
         finally:
             await s.close()
@@ -114,9 +124,9 @@ def test_a_visit_stays_on_one_replica_page_audio_training_sampling(cluster, weig
     assert s.upgrade_headers[HEADER] == home
     assert not s.exceptions and not s.problems, s.exceptions + s.problems
 
-    visit = v.Visit("a")
+    visit = Visit("a")
     tune = tune_of(visit, first, SEED_A)
-    assert not v.check_tune(tune, v.expected_text(library, SEED_A, LENGTH, 1.0))
+    assert not check_tune(tune, expected_text(library, SEED_A, LENGTH, 1.0))
     # The page's own fetch carried the cookie (check_tune: the audio arrived), and only the
     # replica that wrote the audio has it: the other one answers 404 (why affinity matters).
     (status, headers), (status_away, headers_away) = fetched[home], fetched[away]
@@ -127,18 +137,18 @@ def test_a_visit_stays_on_one_replica_page_audio_training_sampling(cluster, weig
     # the page then sampled the visitor's own model there.
     assert f"step {TRAIN_STEPS} of {TRAIN_STEPS}" in trained["progress"]
     assert not list(cluster.servers[away].tmpdir.glob("abcweb-train-*"))
-    model = v.copy_trained_model(cluster.servers[home].tmpdir, tmp_path)
+    model = copy_trained_model(cluster.servers[home].tmpdir, tmp_path)
     assert model is not None
     mine = tune_of(visit, sampled, SEED_A)
     assert (mine.model or "").startswith("Trained here")
-    from abcweb.sampler import load_sampler
+    from abcweb.sampling.sampler import load_sampler
 
-    own = v.expected_text(load_sampler(model, workers=False), SEED_A, LENGTH, 1.0)
-    assert not v.check_tune(mine, own, media=False)
+    own = expected_text(load_sampler(model, workers=False), SEED_A, LENGTH, 1.0)
+    assert not check_tune(mine, own, media=False)
 
 
 # -- (b) -------------------------------------------------------------------------------------
-def share_link(page: v.Page) -> str:
+def share_link(page: Page) -> str:
     """The link the sidebar shows under "Share this tune" (an st.code of the full URL)."""
     links = [c.code_text for c in page.all("code") if "?seed=" in c.code_text]
     assert len(links) == 1, links
@@ -148,14 +158,14 @@ def share_link(page: v.Page) -> str:
 def test_b_a_share_link_made_on_one_replica_brings_back_its_tune_on_the_other(
         cluster, weights, library):
     async def visit():
-        maker = v.Session(cluster.url, "maker", stats(), cluster.pin("app1"))
-        friend = v.Session(cluster.url, "friend", stats(), cluster.pin("app2"))
+        maker = Session(cluster.url, "maker", stats(), cluster.pin("app1"))
+        friend = Session(cluster.url, "friend", stats(), cluster.pin("app2"))
         try:
             await maker.connect()
             maker.query = link(SEED_B, weights)
             page = await maker.run()
-            box = v.widget_id(page, "number_input", "Random seed")
-            made = await maker.run([v.int_state(box, SEED_B + 7)])  # a tune of its own
+            box = widget_id(page, "number_input", "Random seed")
+            made = await maker.run([int_state(box, SEED_B + 7)])  # a tune of its own
             url = share_link(made)
             await friend.connect()
             friend.query = urlsplit(url).query
@@ -170,17 +180,17 @@ def test_b_a_share_link_made_on_one_replica_brings_back_its_tune_on_the_other(
     # The link names the balancer (the address the visitor sees), not a replica.
     assert url.startswith(cluster.url + "/?")
     assert parse_qs(urlsplit(url).query)["seed"] == [str(SEED_B + 7)]
-    visit = v.Visit("b")
+    visit = Visit("b")
     a, b = tune_of(visit, made, SEED_B + 7), tune_of(visit, got, SEED_B + 7)
     assert b.text == a.text and b.html_text == a.html_text
-    assert not v.check_tune(b, v.expected_text(library, SEED_B + 7, LENGTH, 1.0))
+    assert not check_tune(b, expected_text(library, SEED_B + 7, LENGTH, 1.0))
     # Each replica wrote its own audio file for it: the friend's plays from app2.
     assert balancer.replica_of(cluster.url, b.audio_url, cluster.pin("app2")) == (200, "app2")
 
 
 # -- (c) -------------------------------------------------------------------------------------
 def before_text(library) -> str:
-    return shown(v.expected_text(library, SEED_C + 1, LENGTH, 1.0))
+    return shown(expected_text(library, SEED_C + 1, LENGTH, 1.0))
 
 
 def serverid(cookies: list[dict]) -> str | None:
@@ -196,7 +206,7 @@ def test_c_a_stopped_replica_sends_its_visitors_to_the_other_and_nothing_else_br
     assert all(s.proc.poll() is None for s in cluster.servers.values()), "run the file in order"
 
     async def scenario():
-        calm = v.Session(cluster.url, "calm", stats(), cluster.pin(survivor))
+        calm = Session(cluster.url, "calm", stats(), cluster.pin(survivor))
         await calm.connect()
         calm.query = link(SEED_C, weights)
         calm_first = await calm.run()
@@ -251,8 +261,8 @@ def test_c_a_stopped_replica_sends_its_visitors_to_the_other_and_nothing_else_br
             after["rebuilt"] = rebuilt
             await browser.close()
         # The survivor's visitor carries on: same websocket, next tune.
-        box = v.widget_id(calm_first, "number_input", "Random seed")
-        calm_next = await calm.run([v.int_state(box, SEED_C + 3)])
+        box = widget_id(calm_first, "number_input", "Random seed")
+        calm_next = await calm.run([int_state(box, SEED_C + 3)])
         calm_open = not calm.reader.done()
         await calm.close()
         return closed, dialogs, after, calm, calm_open, calm_first, calm_next
@@ -263,14 +273,14 @@ def test_c_a_stopped_replica_sends_its_visitors_to_the_other_and_nothing_else_br
     assert rebuilt["text"] == before_text(library) and rebuilt["exceptions"] == 0
     assert rebuilt["played"] == (200, survivor) and "moved" not in rebuilt["url"]
     assert after["played"] == (200, survivor)
-    assert after["text"] == shown(v.expected_text(library, SEED_C + 2, LENGTH, 1.0))
+    assert after["text"] == shown(expected_text(library, SEED_C + 2, LENGTH, 1.0))
     assert re.search(rf"[?&]seed={SEED_C + 2}(&|$)", after["url"])
     assert after["exceptions"] == 0 and not after["running"]
 
-    visit = v.Visit("calm")
+    visit = Visit("calm")
     for seed, page in ((SEED_C, calm_first), (SEED_C + 3, calm_next)):
-        assert not v.check_tune(tune_of(visit, page, seed),
-                                v.expected_text(library, seed, LENGTH, 1.0))
+        assert not check_tune(tune_of(visit, page, seed),
+                              expected_text(library, seed, LENGTH, 1.0))
     assert calm.upgrade_headers[HEADER] == survivor and calm_open
     assert not calm.exceptions and not calm.problems, calm.exceptions + calm.problems
     # New visitors, cookie or not, now reach the replica that is up.

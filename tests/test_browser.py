@@ -29,7 +29,8 @@ from browser_support import (
     wait_healthy,
 )
 
-from abcweb import abctools, checkpoint
+from abcweb.model import checkpoint
+from abcweb.sound import abctools
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -253,7 +254,7 @@ def test_a_stopped_server_leaves_no_temporary_files_while_someone_trains(browser
         idle(page)
         page.get_by_role("button", name=re.compile("Start training")).click()
         page.locator(f"{CHARTS} svg .mark-line").first.wait_for(timeout=120_000)  # it trains
-        workers = [p for p in children_of(proc.pid) if "abcweb.train_worker" in cmdline(p)]
+        workers = [p for p in children_of(proc.pid) if "abcweb.web.train_worker" in cmdline(p)]
         assert workers and any(tmpdir.iterdir())
         proc.send_signal(how)
         assert proc.wait(30) == 0, log.read_text()[-2000:]

@@ -12,7 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from browser_support import CHARTS, CHROMIUM, TUNE, launch, tune_text, wait_idle
 
-from abcweb import abctools, checkpoint, tunebook
+from abcweb.model import checkpoint
+from abcweb.sound import abctools
+from abcweb.web import tunebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

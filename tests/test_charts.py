@@ -7,9 +7,11 @@ import altair as alt
 import numpy as np
 import pytest
 
-from abcweb import charts
-from abcweb.corpus import ALPHABET
-from abcweb.sampler import Generation, load_sampler
+from abcweb.music import tunes
+from abcweb.music.corpus import ALPHABET
+from abcweb.sampling.loop import Generation
+from abcweb.sampling.sampler import load_sampler
+from abcweb.web import charts
 
 
 def make_generation(generated="ABc|d2 e:|\n", prime="X:1\nK:G\n", temperature=1.0, top_k=0,
@@ -42,7 +44,7 @@ def test_steps_frame_rows_follow_the_generation():
     df = charts.steps_frame(g)
     assert list(df["step"]) == list(range(len(g.generated)))
     assert list(df["pos"]) == [len(g.prime) + i for i in range(len(g.generated))]
-    assert list(df["char"]) == [charts.show_char(c) for c in g.generated]
+    assert list(df["char"]) == [tunes.show_char(c) for c in g.generated]
     assert np.allclose(df["prob"], [s.prob for s in g.steps])
     assert np.allclose(df["entropy"], [s.entropy for s in g.steps])
     # A, B, c, d, 2, e are notes (2 is d's length); |, :| are bar lines; space and newline other.
@@ -100,14 +102,14 @@ def test_distribution_frame_compares_temperatures():
     here = g.distribution(step)
     one = g.distribution(step, 1.0)
     for c in g.vocab:
-        if charts.show_char(c) in sampled.index:
-            assert sampled[charts.show_char(c)] == pytest.approx(here[c])
-            assert plain[charts.show_char(c)] == pytest.approx(one[c])
+        if tunes.show_char(c) in sampled.index:
+            assert sampled[tunes.show_char(c)] == pytest.approx(here[c])
+            assert plain[tunes.show_char(c)] == pytest.approx(one[c])
     # A low temperature sharpens: the likeliest candidate gains probability.
     top = max(one, key=one.get)
     assert here[top] > one[top]
     chosen = df[df["chosen"]]
-    assert set(chosen["char"]) == {charts.show_char(g.generated[step])}
+    assert set(chosen["char"]) == {tunes.show_char(g.generated[step])}
     assert len(chosen) == 2
 
 
@@ -117,7 +119,7 @@ def test_distribution_respects_top_k_and_keeps_the_chosen_character():
     sampled = df[df["temperature"] != "T=1"]
     assert (sampled["prob"] > 0).sum() <= 3
     assert sampled["prob"].sum() == pytest.approx(1.0)
-    assert charts.show_char(g.generated[0]) in set(df["char"])
+    assert tunes.show_char(g.generated[0]) in set(df["char"])
     with pytest.raises(IndexError):
         charts.distribution_frame(g, len(g.generated))
 

@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from abcweb import CheckpointError, checkpoint
-from abcweb.model import ModelConfig, preset
+from abcweb import CheckpointError
+from abcweb.model import checkpoint
+from abcweb.model.lstm import ModelConfig, preset
 
 from conftest import ROOT, random_checkpoint
 
@@ -116,7 +117,7 @@ def test_killing_a_process_mid_save_keeps_a_loadable_checkpoint(tmp_path):
     script = (
         "import sys; sys.path.insert(0, {!r}); sys.path.insert(0, {!r})\n"
         "from conftest import random_checkpoint\n"
-        "from abcweb import checkpoint\nfrom abcweb.model import preset\n"
+        "from abcweb.model import checkpoint\nfrom abcweb.model.lstm import preset\n"
         "i = 0\n"
         "while True:\n"
         "    ck = random_checkpoint(preset('small'), seed=i); ck.info = {{'steps': i}}\n"

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from abcweb import checkpoint
+from abcweb.model import checkpoint
 
 from conftest import ROOT, random_checkpoint
 

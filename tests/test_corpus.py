@@ -1,6 +1,6 @@
 import pytest
 
-from abcweb import corpus
+from abcweb.music import corpus
 
 
 def test_irish_split_is_the_yardstick(irish_path):

@@ -72,7 +72,7 @@ def test_a_non_root_user_port_8501_and_a_health_check_on_streamlits_endpoint():
     (check,) = of("HEALTHCHECK")
     assert "http://127.0.0.1:8501/_stcore/health" in check
     (cmd,) = of("CMD")
-    # serve.py: the page with its security headers (abcweb/security.py)
+    # serve.py: the page with its security headers (abcweb/web/security.py)
     assert "serve.py" in cmd and "--server.port=8501" in cmd
     assert "--server.address=0.0.0.0" in cmd
 
@@ -257,7 +257,7 @@ def haproxy_headers(frame_ancestors: bool) -> dict[str, str]:
 
 
 def test_haproxy_sends_the_security_headers_the_app_sends():
-    from abcweb import security
+    from abcweb.web import security
 
     assert haproxy_headers(frame_ancestors=False) == security.headers("")
     allowed = security.headers("https://blog.example")
@@ -269,7 +269,7 @@ def test_haproxy_sends_the_security_headers_the_app_sends():
 
 
 def test_the_ingress_sends_the_security_headers_the_app_sends():
-    from abcweb import security
+    from abcweb.web import security
 
     m = manifests()
     headers = m["ConfigMap"]

@@ -2,8 +2,9 @@
 
 import pytest
 
-from abcweb import checkpoint, drafts
-from abcweb.sampler import Sampler, load_sampler
+from abcweb.model import checkpoint
+from abcweb.sampling import drafts
+from abcweb.sampling.sampler import Sampler, load_sampler
 
 from conftest import JIG
 

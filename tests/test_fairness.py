@@ -1,9 +1,9 @@
-"""abcweb/fairness.py's spacing of one address's runs, by its arithmetic (a fake clock); that the
-page really applies it behind HAProxy is in tests/test_abuse.py."""
+"""abcweb/web/fairness.py's spacing of one address's runs, by its arithmetic (a fake clock);
+that the page really applies it behind HAProxy is in tests/test_abuse.py."""
 
 from __future__ import annotations
 
-from abcweb.fairness import Spacer, client_address
+from abcweb.web.fairness import Spacer, client_address
 
 
 def test_an_address_gets_its_burst_at_once_then_the_rate():

@@ -40,16 +40,21 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from abcweb import abctools, checkpoint, cli, corpus, params, tooling, tunes
-from abcweb.model import preset
-from abcweb.sampler import MAX_LENGTH, MAX_PRIME, Generation, load_sampler
+from abcweb import cli
+from abcweb.model import checkpoint
+from abcweb.model.lstm import preset
+from abcweb.music import corpus, tunes
+from abcweb.sampling.loop import MAX_LENGTH, MAX_PRIME, Generation
+from abcweb.sampling.sampler import load_sampler
+from abcweb.sound import abctools, tooling
+from abcweb.web import params
 
 from conftest import JIG, ROOT, jigs, random_checkpoint, shown
 
 APP = str(ROOT / "streamlit_app.py")
 GENERATE, TRAIN, ABOUT = "views/generate.py", "views/train.py", "views/about.py"
 PAGE_SOURCES = [ROOT / "streamlit_app.py"] + sorted((ROOT / "views").glob("*.py"))
-SOURCES = sorted((ROOT / "abcweb").glob("*.py")) + PAGE_SOURCES
+SOURCES = sorted((ROOT / "abcweb").rglob("*.py")) + PAGE_SOURCES
 
 
 def page_text() -> str:
@@ -92,7 +97,7 @@ FORBIDDEN_CALLS = {"os.system", "os.popen", "os.execl", "os.execlp", "os.execv",
                    "marshal.loads", "shelve.open"}
 
 
-@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_shell_and_no_code_from_data(path):
     for node, name in calls(path):
         where = f"{path.name}:{node.lineno}"
@@ -170,7 +175,7 @@ def test_the_page_shows_no_exception_text_unfiltered():
 
 
 def test_public_messages_keep_server_paths_private():
-    from abcweb.messages import TEMPORARY, public_message
+    from abcweb.web.messages import TEMPORARY, public_message
 
     tmp = tempfile.gettempdir()
     home = os.path.expanduser("~")
@@ -195,7 +200,7 @@ NETWORK_MODULES = {"urllib.request", "http.client", "requests", "httpx", "aiohtt
                    "socket", "ftplib", "smtplib", "telnetlib", "xmlrpc.client", "webbrowser"}
 
 
-@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_network_code(path):
     for node in ast.walk(parsed(path)):
         if isinstance(node, ast.Import):
@@ -276,7 +281,7 @@ def test_uploads_never_become_paths():
     used, as a label. Nothing in the upload path writes files."""
     text = page_text()
     assert "uploaded_corpus(upload.getvalue(), Path(upload.name).stem)" in text
-    for node, name in calls(ROOT / "abcweb" / "corpus.py"):
+    for node, name in calls(ROOT / "abcweb" / "music" / "corpus.py"):
         assert name.split(".")[-1] not in ("write_text", "write_bytes", "open", "mkdir"), \
             f"corpus.py:{node.lineno}: {name}"
     c = corpus.load_bytes(JIG.format(n=1).encode(), Path("../../../etc/passwd.abc").stem)
@@ -940,7 +945,7 @@ def test_a_damaged_shipped_model_is_a_clear_error_and_the_page_goes_on(model_dir
 
 def planted_job(folder_checkpoint_damage: str | None = "truncated"):
     """A finished training job of this session whose saved model is then damaged."""
-    from abcweb.training_job import TrainingJob
+    from abcweb.web.training_job import TrainingJob
 
     job = TrainingJob.plan("tiny", corpus.parse_abc(jigs(20), "jigs"), steps=1)
     checkpoint.save(random_checkpoint(preset("tiny")), job.folder / "model")
@@ -1062,7 +1067,7 @@ def test_page_memory_does_not_grow_with_every_new_tune(page_module, tiny_dir):
     with its own seed text, at most the cached ones (64) are still referenced anywhere."""
     import gc
 
-    from abcweb import params
+    from abcweb.web import params
 
     marker = f"T:leak{os.getpid()}n"
     sampler = page_module.get_sampler(str(tiny_dir), "numpy")

@@ -1,11 +1,11 @@
 """Visitor text stays text, and the security headers hold (issue 21, items 1 and 2).
 
-- abcweb.messages.as_text, the one helper every message that quotes a visitor's text uses, run
+- abcweb.web.messages.as_text, the one helper every message that quotes a visitor's text uses, run
   through a real CommonMark parser;
 - in Chromium: hostile share links (every text parameter), a hostile book link and hostile
   uploads, aimed at a local listener: the browser fetches nothing from it and the page holds
   no link, image or formatting from the visitor;
-- `streamlit run serve.py` sends the headers of abcweb/security.py;
+- `streamlit run serve.py` sends the headers of abcweb/web/security.py;
 - behind deploy/haproxy.cfg every view works with no CSP violation, and an image from another
   origin is refused.
 """
@@ -26,8 +26,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from abcweb.messages import WORD_JOINER, as_text
-from abcweb.security import headers
+from abcweb.web.messages import WORD_JOINER, as_text
+from abcweb.web.security import headers
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ("seed", "length", "temperature", "top_k", "top_p", "best", "tempo", "transpose",

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from abcweb import checkpoint
 from abcweb.inside import lstm_states
-from abcweb.model import UnknownCharacters, build_model, encode, set_weights, zero_states
+from abcweb.model import checkpoint
+from abcweb.model.lstm import UnknownCharacters, build_model, encode, set_weights, zero_states
 
 TEXT = "X:1\nT:Test\nM:6/8\nK:D\n|:dAF DFA|dfe dBA:|\n"
 
@@ -59,7 +59,7 @@ def test_bad_text_is_refused_clearly(one_layer_dir):
 
 
 def test_features_follow_the_abc():
-    from abcweb.features import features
+    from abcweb.inside.features import features
 
     tune = "X:1\nM:6/8\nL:1/8\nK:D\n|:dAF [DF]FA|(de) {g}fe dB:|\n"
     f = features(tune)
@@ -81,8 +81,8 @@ def test_features_follow_the_abc():
 
 @pytest.mark.slow
 def test_the_shipped_model_has_cells_for_the_header_and_the_bar(irish_path):
-    from abcweb import corpus
     from abcweb.inside import cells_table, find_cells
+    from abcweb.music import corpus
 
     tunes = list(corpus.load_irish(irish_path).heldout.tunes)[:20]
     rows = {r["feature"]: r for r in find_cells(checkpoint.load(None), tunes)}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from abcweb import checkpoint
+from abcweb.model import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))

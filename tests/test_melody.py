@@ -10,8 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from abcweb import checkpoint, drafts, melody, yardsticks
-from abcweb.sampler import load_sampler
+from abcweb.evaluation import prior as fitting
+from abcweb.model import checkpoint
+from abcweb.music import facts as music
+from abcweb.sampling import drafts, melody
+from abcweb.sampling.sampler import load_sampler
 
 from conftest import ROOT
 
@@ -22,20 +25,20 @@ LEAPS = "X:2\nT:Leaps\nM:4/4\nL:1/8\nK:D\nDFAd AFDA|dAFD FAdf|afdA FDFA|dAFA D4|
 
 
 def facts(*texts):
-    return [yardsticks.read_tune(t) for t in texts]
+    return [music.read_tune(t) for t in texts]
 
 
 def test_a_prior_prefers_the_melody_real_tunes_lean_to_and_stays_small():
-    prior = melody.check_prior(melody.make_prior(facts(LEAPS, STEPS, LEAPS), facts(STEPS)))
+    prior = melody.check_prior(fitting.make_prior(facts(LEAPS, STEPS, LEAPS), facts(STEPS)))
     leaps, steps = (melody.score(prior, f) for f in facts(LEAPS, STEPS))
     assert leaps > 0 > steps
     assert abs(leaps) <= melody.MAX_SCORE and abs(steps) <= melody.MAX_SCORE
-    reverse = melody.check_prior(melody.make_prior(facts(STEPS, STEPS, LEAPS), facts(LEAPS)))
+    reverse = melody.check_prior(fitting.make_prior(facts(STEPS, STEPS, LEAPS), facts(LEAPS)))
     assert melody.score(reverse, facts(STEPS)[0]) > melody.score(reverse, facts(LEAPS)[0])
     assert melody.score(None, facts(LEAPS)[0]) == 0.0
-    assert melody.score(prior, yardsticks.read_tune("X:1\nT:Empty\nK:D\n")) == 0.0
+    assert melody.score(prior, music.read_tune("X:1\nT:Empty\nK:D\n")) == 0.0
     with pytest.raises(ValueError, match="notes"):
-        melody.make_prior(facts(LEAPS), [])
+        fitting.make_prior(facts(LEAPS), [])
 
 
 def test_the_melody_breaks_ties_and_never_outweighs_a_yardstick():
@@ -49,7 +52,7 @@ def test_the_melody_breaks_ties_and_never_outweighs_a_yardstick():
     for worse in (invalid, away, ragged):
         assert drafts.pick([worse, plain]) == 1
     judged = drafts.judge(7, LEAPS, melody.check_prior(
-        melody.make_prior(facts(LEAPS, STEPS, LEAPS), facts(STEPS))))
+        fitting.make_prior(facts(LEAPS, STEPS, LEAPS), facts(STEPS))))
     assert judged.melody > 0 and judged.as_dict()["melody"] == judged.melody
     assert drafts.judge(7, LEAPS).melody == 0.0  # a model without a prior
 
@@ -58,7 +61,7 @@ def test_the_melody_breaks_ties_and_never_outweighs_a_yardstick():
     {"intervals": [0.0] * 24}, {"degrees": [0.0] * 11}, {"degrees": [math.nan] * 12},
     {"interval_weight": "heavy"}, {"intervals": None}])
 def test_a_damaged_prior_is_refused_when_the_model_loads(one_layer_dir, tmp_path, damage):
-    prior = melody.make_prior(facts(LEAPS), facts(STEPS))
+    prior = fitting.make_prior(facts(LEAPS), facts(STEPS))
     with pytest.raises(ValueError, match="bad melody prior"):
         melody.check_prior({**prior, **damage})
     folder = tmp_path / "m"
@@ -91,7 +94,7 @@ def test_prior_command_fits_the_shipped_model_and_its_drafts_use_it(irish_path, 
     assert len(prior["intervals"]) == 25 and len(prior["degrees"]) == 12
     assert "seeds 10000..10049" in prior["fitted_on"]
     # The model's drafts steps by a whole tone more than real tunes: the prior says so.
-    assert prior["intervals"][yardsticks.INTERVAL_MAX + 2] < 0
+    assert prior["intervals"][music.INTERVAL_MAX + 2] < 0
     s = load_sampler(folder, "numpy", workers=False)
     g = s.generate("X:", 800, 1.0, seed=3, best_of=8)
     assert any(d["melody"] != 0 for d in g.drafts)

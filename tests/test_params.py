@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from abcweb import params
-from abcweb.arrange import INSTRUMENTS
-from abcweb.params import DEFAULTS, Settings, from_query, share_url, to_query
-from abcweb.sampler import MAX_PRIME
+from abcweb.sampling.loop import MAX_PRIME
+from abcweb.sound.arrange import INSTRUMENTS
+from abcweb.web import params
+from abcweb.web.params import DEFAULTS, Settings, from_query, share_url, to_query
 
 
 def test_missing_parameters_take_defaults_silently():

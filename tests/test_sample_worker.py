@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from abcweb import checkpoint, sample_worker
-from abcweb.sampler import Sampler, load_sampler
+from abcweb.model import checkpoint
+from abcweb.sampling import sample_worker
+from abcweb.sampling.sampler import Sampler, load_sampler
 
 from conftest import random_checkpoint
 

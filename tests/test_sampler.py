@@ -5,9 +5,11 @@ import sys
 import numpy as np
 import pytest
 
-from abcweb import UnknownCharacters, checkpoint, load_sampler
-from abcweb.model import ModelConfig, build_model, encode, set_weights, zero_states
-from abcweb.sampler import Sampler, TuneEnd
+from abcweb import UnknownCharacters, load_sampler
+from abcweb.model import checkpoint
+from abcweb.model.lstm import ModelConfig, build_model, encode, set_weights, zero_states
+from abcweb.sampling.loop import TuneEnd
+from abcweb.sampling.sampler import Sampler
 
 from conftest import ROOT, random_checkpoint
 

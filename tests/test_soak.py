@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from abcweb import checkpoint
+from abcweb.model import checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -54,7 +54,7 @@ def test_every_session_went_well_and_every_trainer_sampled_its_model(soak):
 def test_the_census_saw_what_the_run_made(soak):
     # Without these the checks below could pass by measuring nothing.
     start = soak["start"]
-    assert start["fds"] > 0 and "abcweb.sample_worker" in start["children"]
+    assert start["fds"] > 0 and "abcweb.sampling.sample_worker" in start["children"]
     assert soak["rss_mb"]["trainer_peak"] > 0  # the training workers, counted apart
     assert max(m["tmp_entries"] for m in soak["per_minute"]) > start["tmp_entries"]
     assert max(m["children"] for m in soak["per_minute"]) > len(start["children"])

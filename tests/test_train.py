@@ -5,9 +5,12 @@ import sys
 import numpy as np
 import pytest
 
-from abcweb import abctools, checkpoint, corpus, load_sampler
-from abcweb.model import preset
-from abcweb.train import Trainer, TrainSettings, corpus_ids
+from abcweb import load_sampler
+from abcweb.model import checkpoint
+from abcweb.model.lstm import preset
+from abcweb.model.train import Trainer, TrainSettings, corpus_ids
+from abcweb.music import corpus
+from abcweb.sound import abctools
 
 from conftest import ROOT
 
@@ -82,9 +85,9 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from abcweb import corpus
-from abcweb.model import preset
-from abcweb.train import Trainer, TrainSettings
+from abcweb.music import corpus
+from abcweb.model.lstm import preset
+from abcweb.model.train import Trainer, TrainSettings
 tunes = corpus.load_irish(sys.argv[1]).train.tunes[:80]
 tr, va = corpus.Corpus("x", tunes).split()
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -111,7 +114,7 @@ def test_shipped_recipe_phase_two_starts_from_phase_one(irish_path, tmp_path):
     """Phase 2 of the shipped recipe: irish.abc's train split alone (its error-free tunes),
     from phase 1's weights with fresh optimizer moments, into OUT/irish, shipping what it
     picks."""
-    from abcweb.recipes import IRISH_SETTINGS, Plan, irish_phase
+    from abcweb.model.recipes import IRISH_SETTINGS, Plan, irish_phase
 
     from conftest import random_checkpoint
 

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from abcweb import checkpoint, corpus
-from abcweb.model import ModelConfig
-from abcweb.sampler import load_sampler
-from abcweb.train import TrainSettings
-from abcweb.train_worker import MAX_PAUSE_S
-from abcweb.training_job import RECIPES, TrainingJob, visitor_busy
+from abcweb.model import checkpoint
+from abcweb.model.lstm import ModelConfig
+from abcweb.model.train import TrainSettings
+from abcweb.music import corpus
+from abcweb.sampling.sampler import load_sampler
+from abcweb.web.train_worker import MAX_PAUSE_S
+from abcweb.web.training_job import RECIPES, TrainingJob, visitor_busy
 
 pytestmark = pytest.mark.slow
 
@@ -281,10 +282,10 @@ def test_a_killed_worker_fails_the_job_with_a_clear_message():
 
 SERVER_DIES = """
 import os, sys, time
-from abcweb import corpus
-from abcweb.model import ModelConfig
-from abcweb.train import TrainSettings
-from abcweb.training_job import TrainingJob
+from abcweb.music import corpus
+from abcweb.model.lstm import ModelConfig
+from abcweb.model.train import TrainSettings
+from abcweb.web.training_job import TrainingJob
 tunes = "\\n\\n".join(f"X:{n}\\nT:t\\nM:6/8\\nL:1/8\\nK:G\\n|:GAB dBG|ced BAG:|" for n in range(30))
 train, val = corpus.parse_abc(tunes, "jigs").split()
 job = TrainingJob(ModelConfig(embedding=8, units=16), train, val,

@@ -2,9 +2,10 @@
 
 import pytest
 
-from abcweb import corpus, transpose
-from abcweb.abctools import check
-from abcweb.yardsticks import parse_key, read_tune
+from abcweb.music import corpus
+from abcweb.music.facts import parse_key, read_tune
+from abcweb.sound import transpose
+from abcweb.sound.abctools import check
 
 BLACKBIRD = """X:4
 T:Blackbird
@@ -64,7 +65,7 @@ def test_augmenting_irish_abc_gives_valid_copies_in_its_own_style(irish_path):
 
 def test_the_same_transposition_runs_abc2abc_once(monkeypatch):
     """The page asks for the playing version on every rerun."""
-    from abcweb import tooling
+    from abcweb.sound import tooling
 
     calls = []
     real = tooling.run_tool

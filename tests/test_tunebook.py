@@ -1,4 +1,4 @@
-"""The tunebook (abcweb/tunebook.py, views/tunebook.py) and the editor (views/edit.py).
+"""The tunebook (abcweb/web/tunebook.py, views/tunebook.py) and the editor (views/edit.py).
 
 Library tests first (no model); then the page through AppTest with the shipped model (or the
 checkpoint in $ABCWEB_WEIGHTS) and the real ABC tools.
@@ -14,11 +14,12 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
-from abcweb import checkpoint, params, tunebook
-from abcweb.sampler import MAX_PRIME
-from abcweb.tooling import MAX_ABC_CHARS
+from abcweb.model import checkpoint
+from abcweb.sampling.loop import MAX_PRIME
+from abcweb.sound.tooling import MAX_ABC_CHARS
+from abcweb.web import params, tunebook
 
-from conftest import JIG, jigs
+from conftest import JIG, jigs, shown
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 GENERATE, EDIT, TUNEBOOK = "views/generate.py", "views/edit.py", "views/tunebook.py"
@@ -226,7 +227,7 @@ def click(at: AppTest, label: str) -> AppTest:
 
 
 def texts(elements) -> list[str]:
-    return [e.value for e in elements]
+    return [shown(e.value) for e in elements]
 
 
 def downloaded(at: AppTest, label: str, store: dict[str, bytes]) -> bytes:

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from abcweb import tunes
-from abcweb.tunes import (
+from abcweb.music import tunes
+from abcweb.music.tunes import (
     Tune,
     bar_at,
     count_bars,

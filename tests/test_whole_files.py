@@ -20,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from abcweb import abctools, audio, checkpoint, tooling
-from abcweb.abctools import ToolError, to_audio, to_midi, to_svg
-from abcweb.model import ModelConfig
-from abcweb.notation import midi_seconds
+from abcweb.model import checkpoint
+from abcweb.model.lstm import ModelConfig
+from abcweb.sound import abctools, audio, tooling
+from abcweb.sound.abctools import ToolError, to_audio, to_midi, to_svg
+from abcweb.sound.notation import midi_seconds
 from views import tuneview
 
 from conftest import random_checkpoint

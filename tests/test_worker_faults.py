@@ -20,8 +20,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from abcweb import checkpoint, params, sample_worker
-from abcweb.sampler import Sampler, load_sampler
+from abcweb.model import checkpoint
+from abcweb.sampling import sample_worker
+from abcweb.sampling.sampler import Sampler, load_sampler
+from abcweb.web import params
 
 WAIT_S = 60  # for a request that should end: past this it hangs
 
@@ -330,7 +332,7 @@ def test_the_inside_view_and_a_book_link_say_so_too(model_dir, monkeypatch):
     """Both write tunes through the pool as the Generate page does."""
     from streamlit.testing.v1 import AppTest
 
-    from abcweb import tunebook
+    from abcweb.web import tunebook
 
     sample_worker.pool().close()
 
@@ -370,7 +372,8 @@ def worker_pids(server: int) -> list[int]:
             cmd = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == server and b"abcweb.sample_worker" in cmd:
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == server and b"abcweb.sampling.sample_worker" in cmd:
             pids.append(int(entry.name))
     return pids
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from abcweb import yardsticks as Y
+from abcweb.evaluation import yardsticks as E
+from abcweb.music import facts as Y
 
 JIG = """X:1
 T:Jig
@@ -59,28 +60,28 @@ def test_a_four_bar_part_with_a_repeat_is_eight_bars_played():
 
 def test_jensen_shannon_distance():
     a, b = np.array([1, 2, 3.0]), np.array([3, 2, 1.0])
-    assert Y.js_distance(a, a) == pytest.approx(0, abs=1e-12)
-    assert Y.js_distance(a, b) == pytest.approx(Y.js_distance(b, a))
-    assert Y.js_distance(np.array([1, 0.0]), np.array([0, 1.0])) == pytest.approx(1.0)
+    assert E.js_distance(a, a) == pytest.approx(0, abs=1e-12)
+    assert E.js_distance(a, b) == pytest.approx(E.js_distance(b, a))
+    assert E.js_distance(np.array([1, 0.0]), np.array([0, 1.0])) == pytest.approx(1.0)
 
 
 def test_wilson_interval_holds_the_share():
-    lo, hi = Y.wilson(37, 40)
+    lo, hi = E.wilson(37, 40)
     assert lo < 37 / 40 < hi and 0 <= lo and hi <= 1
-    assert Y.wilson(0, 0) == (0.0, 0.0)
+    assert E.wilson(0, 0) == (0.0, 0.0)
 
 
 def test_real_held_out_tunes_measure_as_real_tunes(irish_path):
-    from abcweb import corpus
+    from abcweb.music import corpus
 
     real = list(corpus.load_irish(str(irish_path)).heldout.tunes)
-    row = Y.measure(real)
+    row = E.measure(real)
     assert row["tunes"] == 80 and row["completed"] == 80
     assert row["bars_fit_meter"]["share"] > 0.98
     assert row["parts_8_or_16_bars"]["share"] > 0.9
     assert 0.6 < row["ends_on_tonic"]["share"] < 0.95
     assert row["out_of_key_notes"]["share"] < 0.03
-    d = Y.compare(row, row)
+    d = E.compare(row, row)
     assert d["scale_degrees_js"] == pytest.approx(0, abs=1e-9)
     assert 0 < d["real_halves_intervals_js"]["mean"] < 0.2
     # Issue 23's figures for these tunes: 32% of bars, 14% of 2-bar phrases and 48% of bars
@@ -145,9 +146,9 @@ def test_a_tune_that_loops_one_bar_is_flagged():
     assert Y.read_form(loop).longest_run == 6 >= Y.LOOP_RUN
     assert Y.read_form(loop).echoes == 5  # 5 of 8 bars
     assert Y.read_form(AB).longest_run < Y.LOOP_RUN
-    row = Y.measure([loop, AB, None], check=False)
+    row = E.measure([loop, AB, None], check=False)
     assert (row["looping_tunes"]["count"], row["looping_tunes"]["of"]) == (1, 2)
-    d = Y.compare(row, Y.measure([AB], check=False))
+    d = E.compare(row, E.measure([AB], check=False))
     # AB echoes half its bars: the loop echoes more, AB does not.
     assert d["over_real_most_bar_echo"]["real_most"] == 0.5
     assert d["over_real_most_bar_echo"]["count"] == 1
@@ -155,7 +156,7 @@ def test_a_tune_that_loops_one_bar_is_flagged():
 
 def test_pooled_form_shares_and_their_interval():
     never = tune("|GABc dedB|dedB g2fg|c2ec B2dB|")
-    row = Y.measure([AB, never], check=False)
+    row = E.measure([AB, never], check=False)
     assert (row["bar_echo"]["count"], row["bar_echo"]["of"]) == (4, 11)
     lo, hi = row["bar_echo"]["ci95"]
     assert lo == 0 and hi == pytest.approx(0.5)  # resampling tunes: none of AB, or AB alone
@@ -170,12 +171,12 @@ def test_edit_distance_within_a_limit():
 
 
 def test_evaluate_prints_the_form_rows_beside_the_real_halves():
-    from abcweb import evaluate
+    from abcweb.evaluation import evaluate
 
     never = tune("|GABc dedB|dedB g2fg|c2ec B2dB|")
-    gen, real = Y.measure([never, never]), Y.measure([AB, AB, never, AB])
-    table = evaluate.music_table({"generated": Y.public(gen), "real_heldout": Y.public(real),
-                                  "distances": Y.compare(gen, real)})
+    gen, real = E.measure([never, never]), E.measure([AB, AB, never, AB])
+    table = evaluate.music_table({"generated": E.public(gen), "real_heldout": E.public(real),
+                                  "distances": E.compare(gen, real)})
     row = next(r for r in table.split("\n") if r.startswith("| bars equal to an earlier bar"))
     # None of the 6 bars echo; real: 12 of 27, and every split has the half with the tune that
     # never echoes (4 of 11) and the half without (8 of 16).

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from abcweb import abctools
-from abcweb.checkpoint import CheckpointError
-from abcweb.messages import as_text, public_message
-from abcweb.sampler import Sampler
+from abcweb.model.checkpoint import CheckpointError
+from abcweb.sampling.sampler import Sampler
+from abcweb.sound import abctools
+from abcweb.web.messages import as_text, public_message
 from views.shared import SHIPPED, get_sampler, model_path
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from abcweb import tunebook, tunes
-from abcweb.messages import as_text, public_message
-from abcweb.model import UnknownCharacters, encode
-from abcweb.sampler import MAX_PRIME
-from abcweb.tooling import MAX_ABC_CHARS
+from abcweb.model.lstm import UnknownCharacters, encode
+from abcweb.music import tunes
+from abcweb.sampling.loop import MAX_PRIME
+from abcweb.sound.tooling import MAX_ABC_CHARS
+from abcweb.web import tunebook
+from abcweb.web.messages import as_text, public_message
 from views.generate import sidebar_playing
 from views.shared import (
     PAGES,

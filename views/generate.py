@@ -12,11 +12,14 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from abcweb import arrange, charts, headers, params, training_job, tunebook, tunes
-from abcweb.messages import as_text, public_message
-from abcweb.model import UnknownCharacters
-from abcweb.sample_worker import WorkerError
-from abcweb.sampler import Generation, Sampler
+from abcweb.model.lstm import UnknownCharacters
+from abcweb.music import headers, tunes
+from abcweb.sampling.loop import Generation
+from abcweb.sampling.sample_worker import WorkerError
+from abcweb.sampling.sampler import Sampler
+from abcweb.sound import arrange
+from abcweb.web import charts, params, training_job, tunebook
+from abcweb.web.messages import as_text, public_message
 from views import tuneview
 from views.shared import (
     ANY,
@@ -273,8 +276,8 @@ def verdict(g: Generation, tune: tunes.Tune | None, check, check_error: str | No
 
 
 def drafts_note(g: Generation) -> str:
-    """Which draft the page kept, and how many of the drafts were good (abcweb/drafts.py),
-    and whether the melody prior (abcweb/melody.py) chose among equally good ones."""
+    """Which draft the page kept, and how many of the drafts were good (abcweb/sampling/drafts.py),
+    and whether the melody prior (abcweb/sampling/melody.py) chose among equally good ones."""
     if len(g.drafts) < 2:
         return ""
     valid = sum(bool(d["valid"]) for d in g.drafts)
@@ -375,7 +378,7 @@ def what_if(g: Generation, step: int) -> None:
     if not others:
         return
     pick = st.selectbox("What if it had written…", others, key="fork_char",
-                        format_func=lambda c: f"{charts.show_char(c)}  "
+                        format_func=lambda c: f"{tunes.show_char(c)}  "
                         f"({dict(g.steps[step].top)[c]:.3f})")
     text = (g.prime + g.generated[:step] + pick)[-params.MAX_PRIME:]
     st.button("Carry on from here", icon=":material/call_split:", on_click=fork, args=(text,),
@@ -394,7 +397,7 @@ def thinking(g: Generation, built: dict) -> None:
         st.session_state.step = int(np.argmin([s.prob for s in g.steps]))
         st.session_state._step_for = tune_id
     # Heights given here: Streamlit's "content" height squeezes charts with titles.
-    # Specs Altair made once, filled with this tune (abcweb.charts): Altair's own to_dict()
+    # Specs Altair made once, filled with this tune (abcweb.web.charts): Altair's own to_dict()
     # per chart cost more than the rest of a new tune's page.
     st.vega_lite_chart(built["prob"], width="stretch", height=280, key="prob_chart",
                        on_select=partial(on_pick, "prob_chart"),
@@ -408,9 +411,9 @@ def thinking(g: Generation, built: dict) -> None:
                         help="Pick a step by clicking a chart above, or type it here.")
         step = int(st.session_state.step)
         s = g.steps[step]
-        st.markdown(f"The model wrote **`{charts.show_char(s.char)}`** with probability "
+        st.markdown(f"The model wrote **`{tunes.show_char(s.char)}`** with probability "
                     f"**{s.prob:.3f}**; entropy {s.entropy:.2f} bits.")
-        st.dataframe({"character": [charts.show_char(c) for c, _ in s.top],
+        st.dataframe({"character": [tunes.show_char(c) for c, _ in s.top],
                       "probability": [round(p, 4) for _, p in s.top]},
                      hide_index=True, width="stretch")
         what_if(g, step)

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from abcweb import cell_charts
 from abcweb.inside import States, lstm_states
-from abcweb.messages import as_text, public_message
-from abcweb.sample_worker import WorkerError
+from abcweb.inside import charts as cell_charts
+from abcweb.sampling.sample_worker import WorkerError
+from abcweb.web.messages import as_text, public_message
 from views.shared import (
     current_settings,
     generate,

@@ -13,11 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import streamlit as st
 
-from abcweb import abctools, charts, headers, params, tunebook
-from abcweb.checkpoint import CheckpointError, shipped_models
-from abcweb.corpus import load_bytes, load_music21
-from abcweb.messages import as_text, public_message
-from abcweb.sampler import Generation, Sampler, load_sampler
+from abcweb.model.checkpoint import CheckpointError, shipped_models
+from abcweb.music import headers
+from abcweb.music.corpus import load_bytes, load_music21
+from abcweb.sampling.loop import Generation
+from abcweb.sampling.sampler import Sampler, load_sampler
+from abcweb.sound import abctools
+from abcweb.web import charts, params, tunebook
+from abcweb.web.messages import as_text, public_message
 
 # One script per view; st.navigation runs only the open one (st.tabs ran every tab on every
 # rerun). Paths are relative to streamlit_app.py.

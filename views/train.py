@@ -1,5 +1,5 @@
 """Train: a short training session on a bundled collection or an upload, with a live loss
-chart. It trains in a worker process (abcweb.training_job); the model is this session's."""
+chart. It trains in a worker process (abcweb.web.training_job); the model is this session's."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from abcweb import charts
-from abcweb.checkpoint import CheckpointError
-from abcweb.corpus import MUSIC21_COLLECTIONS, CorpusError
-from abcweb.messages import as_text, public_message
-from abcweb.train_worker import SAMPLE_TEMPERATURE
-from abcweb.training_job import MAX_CONCURRENT, RECIPES, TrainingJob
+from abcweb.model.checkpoint import CheckpointError
+from abcweb.music.corpus import MUSIC21_COLLECTIONS, CorpusError
+from abcweb.web import charts
+from abcweb.web.messages import as_text, public_message
+from abcweb.web.train_worker import SAMPLE_TEMPERATURE
+from abcweb.web.training_job import MAX_CONCURRENT, RECIPES, TrainingJob
 from views.shared import (
     LEARNING_RATES,
     MAX_SESSION_MODELS,

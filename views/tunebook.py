@@ -1,6 +1,6 @@
 """Tunebook: the tunes this session keeps. Each reopens exactly on the Generate page (its
 settings are a share link's) or opens as text in the editor; the whole book downloads as one
-.abc file, goes back up as one, and travels as a link (abcweb/tunebook.py)."""
+.abc file, goes back up as one, and travels as a link (abcweb/web/tunebook.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import streamlit as st
 
-from abcweb import params, tunebook
-from abcweb.checkpoint import CheckpointError
-from abcweb.messages import as_text, public_message
-from abcweb.sample_worker import WorkerError
+from abcweb.model.checkpoint import CheckpointError
+from abcweb.sampling.sample_worker import WorkerError
+from abcweb.web import params, tunebook
+from abcweb.web.messages import as_text, public_message
 from views.shared import (
     PAGES,
     book,

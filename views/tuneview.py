@@ -1,6 +1,7 @@
 """A tune as the Generate and Edit views show it: its text with the lines abc2midi marks, the
 check's verdict, the sheet music, the player and the downloads. Both views render with the
-same tools, caps and timeouts (abcweb.abctools), so an edited tune is judged as a written one."""
+same tools, caps and timeouts (abcweb.sound.abctools), so an edited tune is judged as a written
+one."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from functools import partial
 
 import streamlit as st
 
-from abcweb import abctools, arrange, params, tunes
-from abcweb.messages import as_text, public_message
+from abcweb.music import tunes
+from abcweb.sound import abctools, arrange
+from abcweb.web import params
+from abcweb.web.messages import as_text, public_message
 from views.shared import PLAYER_FORMAT, PLAYER_MIME, render_pool
 
 
