@@ -184,14 +184,17 @@ def quarters(samples: list[Census], t_from: float) -> list[float | None]:
 
 
 def per_minute(samples: list[Census]) -> list[dict]:
-    """One row a minute: medians of RSS, the peak trainer, the last fds/children/tmp."""
+    """One row a minute: medians of RSS, the peak trainer, the last fds/children/tmp (what
+    is left), and the most children and temporary entries seen (what came and went)."""
     rows: dict[int, list[Census]] = {}
     for c in samples:
         rows.setdefault(int(c.t // 60), []).append(c)
     return [{"minute": m, "rss_mb": round(statistics.median(c.rss_mb for c in cs), 1),
              "server_rss_mb": round(statistics.median(c.server_rss_mb for c in cs), 1),
              "trainer_rss_mb": max(c.trainer_rss_mb for c in cs), "fds": cs[-1].fds,
-             "children": len(cs[-1].children), "tmp_entries": cs[-1].tmp_entries}
+             "children": len(cs[-1].children), "tmp_entries": cs[-1].tmp_entries,
+             "children_most": max(len(c.children) for c in cs),
+             "tmp_most": max(c.tmp_entries for c in cs)}
             for m, cs in sorted(rows.items())]
 
 
