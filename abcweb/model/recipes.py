@@ -180,7 +180,14 @@ def irish_phase(plan: Plan, corpora) -> Plan:
     if plan.recipe == "transposed":
         train.append(transposed_copies(tr, 1))
         data["irish"]["transposed_tunes"] = len(train[1].tunes)
-    return Plan(out, init.config, train, [1.0] * len(train), va, replace(IRISH_SETTINGS), init,
+    # A run with its own window keeps it here too, so the phase tests the same lever, and
+    # reads as many characters as the recipe's phase does.
+    scale = (IRISH_SETTINGS.batch * IRISH_SETTINGS.seq_len
+             / (plan.settings.batch * plan.settings.seq_len))
+    settings = replace(IRISH_SETTINGS, batch=plan.settings.batch, seq_len=plan.settings.seq_len,
+                       **{k: max(1, round(getattr(IRISH_SETTINGS, k) * scale))
+                          for k in ("steps", "eval_every", "checkpoint_every")})
+    return Plan(out, init.config, train, [1.0] * len(train), va, settings, init,
                 plan.ship, plan.minutes, data, f"phase 2: irish.abc's train split from {plan.out}",
                 recipe=plan.recipe)
 
