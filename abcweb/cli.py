@@ -77,6 +77,9 @@ def add_sample(sub) -> None:
     p.add_argument("--best-of", type=_number(int, "best-of", 1, MAX_BEST_OF), default=BEST_OF,
                    help=f"keep the best of this many drafts by the musical yardsticks (default "
                    f"{BEST_OF}; 1: the model's own draw for the seed)")
+    p.add_argument("--no-form", dest="form", action="store_false",
+                   help="every bar the model's own draw: no earlier bars offered at bar starts "
+                   "(the tunes of links made before 8 December 2026)")
     p.add_argument("--weights", help="checkpoint folder (default: the shipped weights)")
     p.add_argument("--model", help="a shipped model's id, as share links carry it (default: "
                    "the current one; earlier ones are kept in weights/ID/)")
@@ -100,10 +103,11 @@ def run_sample(args) -> int:
     # One tune in a process of one thread: no GIL to share, so no worker to start.
     s = load_sampler(path, backend=args.backend, workers=False)
     g = s.generate(args.prime, args.length, args.temperature, args.seed, args.top_k,
-                   stop_at_end=not args.no_stop, best_of=args.best_of, top_p=args.top_p)
+                   stop_at_end=not args.no_stop, best_of=args.best_of, top_p=args.top_p,
+                   form=args.form)
     if args.json:
         print(json.dumps({"text": g.text, "stopped": g.stopped, "draft": g.draft,
-                          "drafts": g.drafts, "steps": [
+                          "drafts": g.drafts, "copies": g.copies, "steps": [
             {"char": st.char, "prob": st.prob, "entropy": st.entropy, "top": st.top}
             for st in g.steps]}))
     else:
@@ -202,6 +206,8 @@ def add_evaluate(sub) -> None:
     p.add_argument("--best-of", type=_number(int, "best-of", 1, 16), default=None,
                    help="also measure the best of this many drafts, as visitors get them "
                         "(default: the library's default; 1: the model's own draws only)")
+    p.add_argument("--no-form", dest="form", action="store_false",
+                   help="measure the drafts without bar proposals (abcweb/sampling/form.py)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(run=run_evaluate)
 
@@ -211,7 +217,8 @@ def run_evaluate(args) -> int:
     from abcweb.sampling.drafts import BEST_OF
     report = evaluate.evaluate(args.weights, args.irish, samples=args.samples,
                                length=args.length, temperature=args.temperature,
-                               best_of=args.best_of or BEST_OF, top_p=args.top_p)
+                               best_of=args.best_of or BEST_OF, top_p=args.top_p,
+                               form=args.form)
     print(json.dumps(report, indent=1) if args.json else evaluate.format_report(report))
     return 0
 

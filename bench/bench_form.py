@@ -1,7 +1,7 @@
 """Form: how often bars and 2-bar phrases come back, in real tunes and the model's (issue 23).
 
     PYTHONPATH=. .venv/bin/python bench/bench_form.py [--weights DIR] [--samples 200]
-        [--irish PATH] [--bits] [--proposals TUNES]
+        [--irish PATH] [--bits] [--proposals TUNES] [--music] [--first-seed N] [--prime TEXT]
 
 Rows, all measured by the same code (abcweb/evaluation/yardsticks.py, facts.read_form):
 irish.abc's held-out tunes (the reference, with each share's range over random halves of them),
@@ -15,6 +15,13 @@ and splits the bits per character by where the character sits: in a bar equal to
 bar of its tune, in a bar's first appearance, or elsewhere (headers, bar lines).
 --proposals N scores, at each bar start of N own draws, earlier bars as the next bar
 (issue 23's check that better candidates are there to be had).
+--music prints every yardstick of the page's tunes with bar proposals (abcweb/sampling/form.py)
+and without, against the real tunes' spread: the issue's "every line of the music issue must
+still hold", with how many bars came from a proposal and from where. --first-seed and --prime
+measure other seeds and another seed text (the settings were chosen on seeds 0..49 and X:).
+--cost prints the CPU-seconds of one page tune (600 characters, its drafts judged, abc2midi
+included, one thread, checks not cached), median over seeds 1000..1019, bar proposals on and
+off, for several draft counts. A time: run it on a quiet host.
 """
 
 from __future__ import annotations
@@ -22,16 +29,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from abcweb import load_sampler
 from abcweb.evaluation import evaluate, yardsticks
-from abcweb.music import corpus, facts
+from abcweb.music import corpus, facts, tunes
 
 LENGTH = 600  # the page's default
 PAGE_TEMPERATURE = 0.9
@@ -52,6 +61,67 @@ def row(label: str, music: dict, real: dict) -> str:
     return (f"| {label} | {music['completed']}/{music['tunes']} | {bars} | "
             + " | ".join(cell(music[k]) for k in SHARES)
             + f" | {over['count']}/{over['of']} |")
+
+
+def cost_rows(s, seeds: int = 20) -> None:
+    from bench_drafts import cpu_now
+
+    from abcweb.sound import abctools
+
+    print("\n| drafts | bar proposals off: CPU-s per tune | on | on / off |\n|---|---|---|---|")
+    for n in (4, 6, 8):
+        costs = {}
+        for form in (False, True):
+            runs = []
+            for seed in range(1000, 1000 + seeds):
+                abctools.clear_cache()  # a real request meets new drafts: no cached checks
+                t0 = cpu_now()
+                s.generate("X:", LENGTH, PAGE_TEMPERATURE, seed, best_of=n, form=form)
+                runs.append(cpu_now() - t0)
+            costs[form] = statistics.median(runs)
+        print(f"| {n} | {costs[False]:.3f} | {costs[True]:.3f} | "
+              f"{costs[True] / costs[False]:.2f} |", flush=True)
+
+
+def music_rows(s, real: dict, samples: int, first_seed: int, prime: str) -> None:
+    comp = yardsticks.compare(real, real)
+    spread = yardsticks.form_spread(real["_forms"])
+    print(f"\nEvery yardstick, T {PAGE_TEMPERATURE}, best of 8, seed text {prime!r}, seeds "
+          f"{first_seed}..{first_seed + samples - 1}; real halves: degree JS max "
+          f"{comp['real_halves_scale_degrees_js']['max']:.3f}, interval JS max "
+          f"{comp['real_halves_intervals_js']['max']:.3f}, "
+          + ", ".join(f"{k} {spread[k]['min']:.1%}-{spread[k]['max']:.1%}"
+                      for k in SHARES[:3]))
+    print(MUSIC_HEAD)
+    for form in (True, False):
+        gens = evaluate.best_generations(s, samples, LENGTH, PAGE_TEMPERATURE, 8, form=form,
+                                         first_seed=first_seed, prime=prime)
+        print(music_row("on" if form else "off", gens, real), flush=True)
+
+
+MUSIC_KEYS = ("valid", "bars_fit_meter", "ends_on_tonic", "parts_8_or_16_bars", "bar_echo",
+              "phrase_echo", "near_echo")
+MUSIC_HEAD = ("| bar proposals | " + " | ".join(MUSIC_KEYS) + " | degree JS | interval JS | "
+              "looping tunes | bars from a proposal (in the kept tunes) |\n|---|"
+              + "---|" * (len(MUSIC_KEYS) + 4))
+
+
+def music_row(label: str, gens: list, real: dict) -> str:
+    """Every yardstick of the first complete tune of each generation, as a table row."""
+    firsts = [tunes.first_complete_tune(g.text) for g in gens]
+    m = yardsticks.measure([t.text if t else None for t in firsts], check=True)
+    d = yardsticks.compare(m, real)
+    copied, by = 0, {}
+    for g, t in zip(gens, firsts):
+        for c in g.copies:
+            if t is not None and len(g.prime) + c["end"] <= len(t.text):
+                copied += 1
+                by[c["source"]] = by.get(c["source"], 0) + 1
+    bars = m["bar_echo"]["of"]
+    return (f"| {label} | " + " | ".join(cell(m[k]) for k in MUSIC_KEYS)
+            + f" | {d['scale_degrees_js']:.3f} | {d['intervals_js']:.3f} | "
+            f"{m['looping_tunes']['count']}/{m['looping_tunes']['of']} | "
+            f"{copied}/{bars} = {copied / max(bars, 1):.1%} {by} |")
 
 
 def bits_by_bar(s, tunes: list[str]) -> dict[str, tuple[float, int]]:
@@ -134,10 +204,23 @@ def main() -> None:
     ap.add_argument("--bits", action="store_true", help="bits per character by bar kind")
     ap.add_argument("--proposals", type=int, default=0, metavar="TUNES",
                     help="how often an earlier bar beats the drawn one, over this many draws")
+    ap.add_argument("--music", action="store_true",
+                    help="every yardstick of the page's tunes, bar proposals on and off")
+    ap.add_argument("--cost", action="store_true",
+                    help="CPU-seconds per page tune, bar proposals on and off (a time)")
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--prime", default="X:", help="seed text for --music (\\n: a newline)")
     args = ap.parse_args()
+    args.prime = args.prime.replace("\\n", "\n")
     irish = corpus.load_irish(args.irish)
     real = yardsticks.measure(list(irish.heldout.tunes), check=False)
     s = load_sampler(args.weights, "numpy")
+    if args.cost:
+        cost_rows(load_sampler(args.weights, "numpy", workers=False))
+        return
+    if args.music:
+        music_rows(s, real, args.samples, args.first_seed, args.prime)
+        return
 
     print(f"{s.ckpt.path}: {args.samples} seeds, seed text X:, {LENGTH} characters")
     print("| tunes | complete | bars | bars equal to an earlier bar | 2-bar phrases equal to "
@@ -151,9 +234,11 @@ def main() -> None:
         f"{spread[k]['min']:.1%}-{spread[k]['max']:.1%}" for k in SHARES) + " | |")
     print(row("irish.abc train tunes", yardsticks.measure(list(irish.train.tunes), check=False),
               real), flush=True)
-    kept = evaluate.best_drafts(s, args.samples, LENGTH, PAGE_TEMPERATURE, 8)
-    print(row(f"abcweb, page defaults (T {PAGE_TEMPERATURE}, best of 8)", yardsticks.measure(
-        [t.text if t else None for t in kept], check=False), real), flush=True)
+    for form in (True, False):
+        kept = evaluate.best_drafts(s, args.samples, LENGTH, PAGE_TEMPERATURE, 8, form=form)
+        print(row(f"abcweb, page defaults (T {PAGE_TEMPERATURE}, best of 8, bar proposals "
+                  f"{'on' if form else 'off'})", yardsticks.measure(
+                      [t.text if t else None for t in kept], check=False), real), flush=True)
     for t in OWN_TEMPERATURES:
         own = evaluate.own_draws(s, args.samples, LENGTH, t)
         print(row(f"abcweb, own draw (T {t}, best of 1)", yardsticks.measure(

@@ -113,7 +113,7 @@ class Bounds:
 def query_for(seed: int, length: int, temperature: float, model: str) -> str:
     """A share link's query, naming the model as the page's own links do."""
     return urlencode({"seed": seed, "length": length, "temperature": f"{temperature:.1f}",
-                      "model": model})
+                      "model": model, "form": 1})
 
 
 def next_temperature(rng: random.Random, current: float, used: set) -> float:

@@ -75,7 +75,7 @@ def expected_text(model_dir, s: params.Settings) -> str:
     names the model shipped before ids, where this checkout keeps it)."""
     return load_sampler(checkpoint.folder_for(s.model, model_dir), "numpy").generate(
         s.prime, s.length, s.temperature, s.seed, s.top_k, stop_at_end=True,
-        best_of=s.best, top_p=s.top_p).text
+        best_of=s.best, top_p=s.top_p, form=s.form).text
 
 
 # -- generating -----------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def test_first_visit_writes_checks_draws_and_plays_a_tune(model_dir):
     assert at.query_params["seed"] == ["0"] or at.query_params["seed"] == "0"
     link = at.sidebar.code[0].value
     assert link.startswith("?seed=0&prime=X%3A&length=600&temperature=0.9&top_k=0&top_p=1"
-                           "&best=8&tempo=0&instrument=piano&transpose=0&model=")
+                           "&best=8&tempo=0&instrument=piano&transpose=0&form=1&model=")
 
 
 def page_module():
@@ -130,7 +130,9 @@ def test_moving_a_sampling_slider_writes_the_librarys_tune_at_once_and_links_car
     assert not at.exception
     after = tune_of(at)
     assert after != before
-    assert after == expected_text(model_dir, params.Settings(seed=seed, **{key: 0.5}))
+    # A link with settings but no `form` was made before bar proposals: they stay off.
+    assert after == expected_text(model_dir, params.Settings(seed=seed, form=False,
+                                                             **{key: 0.5}))
     link = at.sidebar.code[0].value
     assert in_link in link
     prob = charts_of(at)["Probability of each chosen character"]
@@ -197,6 +199,25 @@ def test_links_bring_back_tunes_of_earlier_shipped_models(tmp_path, monkeypatch)
     assert any("0123456789ab" in w and "does not have" in w for w in texts(at.warning))
 
 
+def test_bars_come_back_by_default_the_switch_turns_it_off_and_links_carry_it(model_dir):
+    from dataclasses import replace
+
+    at = run_app()  # a bare address: the page's defaults
+    assert at.session_state["form"] is True
+    on = tune_of(at)
+    assert on == expected_text(model_dir, params.DEFAULTS)
+    assert "form=1" in at.sidebar.code[0].value
+    assert any("chose from earlier ones" in c for c in texts(at.caption))
+    at.sidebar.toggle(key="form").set_value(False).run()
+    assert not at.exception
+    off = tune_of(at)
+    assert off == expected_text(model_dir, replace(params.DEFAULTS, form=False)) != on
+    link = at.sidebar.code[0].value
+    assert "form=0" in link
+    again = run_app({k: v[-1] for k, v in parse_qs(urlsplit(link).query).items()})
+    assert tune_of(again) == off and again.session_state["form"] is False
+
+
 def test_a_share_link_brings_back_the_same_tune(model_dir):
     s = params.Settings(seed=77, prime="X:1\nM:6/8\nL:1/8\nK:G\n", length=400,
                         temperature=0.85, top_k=12)
@@ -252,8 +273,9 @@ def test_meter_and_key_choices_write_the_header(model_dir):
 
 
 def test_picking_a_step_shows_its_distribution(model_dir):
-    at = run_app({"seed": "2"})
-    g = load_sampler(model_dir, "numpy").generate("X:", 600, params.DEFAULTS.temperature, 2, 0)
+    at = run_app({"seed": "2"})  # a link from before bar proposals: they stay off
+    g = load_sampler(model_dir, "numpy").generate("X:", 600, params.DEFAULTS.temperature, 2, 0,
+                                                  form=False)
     # A new tune starts at its most surprising character.
     surprise = min(range(len(g.generated)), key=lambda i: g.steps[i].prob)
     assert at.session_state["step"] == surprise
@@ -284,7 +306,8 @@ def test_slow_generation_is_streamed_into_the_page(model_dir, monkeypatch):
             yield chunk
 
     monkeypatch.setattr(Sampler, "stream", spy)
-    s = params.Settings(seed=606, temperature=1.15, length=300, best=1)  # drafts never stream
+    # Only the model's own draw streams: drafts are judged, and bar proposals chosen, after.
+    s = params.Settings(seed=606, temperature=1.15, length=300, best=1, form=False)
     at = run_app(params.to_query(s))
     text = expected_text(model_dir, s)
     assert tune_of(at) == text
@@ -301,7 +324,7 @@ def test_a_fast_model_is_not_streamed_even_on_a_fresh_server(model_dir, monkeypa
     shared.seconds_per_char.clear()
     streamed = []
     monkeypatch.setattr(Sampler, "stream", lambda *a, **k: streamed.append(a) or iter(()))
-    s = params.Settings(seed=607, length=600, best=1)  # only a single draw could stream
+    s = params.Settings(seed=607, length=600, best=1, form=False)  # only that could stream
     at = run_app(params.to_query(s))
     assert tune_of(at) == expected_text(model_dir, s)
     assert streamed == []
@@ -476,7 +499,7 @@ def test_about_shows_tool_versions_and_the_model_cards_figures_never_paths():
 
 
 def test_what_if_carries_on_from_another_character_and_the_link_keeps_the_fork(model_dir):
-    at = run_app({"seed": "12"})
+    at = run_app({"seed": "12", "form": "1"})
     g = load_sampler(model_dir, "numpy").generate("X:", 600, params.DEFAULTS.temperature, 12)
     assert tune_of(at) == g.text
     at.number_input(key="step").set_value(40).run()

@@ -93,5 +93,6 @@ def test_earlier_shipped_models_write_the_tunes_their_links_were_made_with(
     assert folder.name == model_id  # kept in weights/<id>/, not the current model
     s = load_sampler(folder, "numpy", workers=False)
     assert s.cfg.start == "" and s.melody_prior is None
-    text = s.generate("X:", 600, temperature, seed, best_of=best_of).text
+    # Links of their day carry no `form`: params reads them with bar proposals off.
+    text = s.generate("X:", 600, temperature, seed, best_of=best_of, form=False).text
     assert hashlib.sha256(text.encode()).hexdigest()[:16] == digest

@@ -84,10 +84,10 @@ def test_links_name_their_model_and_old_links_name_the_model_they_were_made_with
     assert from_query({})[0].model == ""
     assert from_query({"seed": "5"})[0].model == params.LEGACY_MODEL
     assert from_query({"seed": "5", "model": " 0123456789AB "}) == (
-        Settings(seed=5, model="0123456789ab"), [])
+        Settings(seed=5, model="0123456789ab", form=False), [])
     # Links before ids were the model's own draw; later ones say how many drafts.
     assert from_query({"seed": "5"})[0] == params.Settings(
-        seed=5, temperature=1.0, best=1, model=params.LEGACY_MODEL)
+        seed=5, temperature=1.0, best=1, model=params.LEGACY_MODEL, form=False)
     assert from_query({})[0].best == params.BEST_OF
     assert from_query({"seed": "5", "model": "0123456789ab"})[0].best == params.BEST_OF
     s, messages = from_query({"best": "99", "model": "0123456789ab"})
@@ -142,3 +142,20 @@ def test_any_query_gives_valid_settings(query):
     assert 0 <= s.top_k <= params.TOP_K_MAX
     assert params.TOP_P_MIN <= s.top_p <= 1 and s.top_p == params.round_top_p(s.top_p)
     assert 1 <= len(s.prime) <= MAX_PRIME
+
+
+def test_links_made_before_bar_proposals_keep_their_tunes():
+    # A bare address: the page's defaults, bars come back.
+    assert from_query({})[0].form is True and params.DEFAULTS.form is True
+    # Links with settings but no `form` were made before proposals: every bar the model's draw.
+    assert from_query({"seed": "5", "model": "0123456789ab"})[0].form is False
+    assert from_query({"seed": "5"})[0].form is False
+    # Links the page writes now always say which, and read back the same.
+    for form in (True, False):
+        s = Settings(seed=7, model="0123456789ab", form=form)
+        assert to_query(s)["form"] == str(int(form))
+        assert from_query(to_query(s)) == (s, [])
+    for text, want in (("on", True), ("OFF", False), (" 1 ", True), ("false", False)):
+        assert from_query({"seed": "1", "form": text})[0].form is want
+    s, messages = from_query({"seed": "1", "form": "[x](http://127.0.0.1/)"})
+    assert s.form is True and "is not 1 or 0" in messages[0]

@@ -107,6 +107,11 @@ def sidebar_sampling() -> None:
                    "is valid ABC, ends on its key's home note and keeps the meter best. Every "
                    "draft is the model's own tune: the charts show its real probabilities. "
                    "1: the model's single draw for this seed.")
+    st.toggle("Bars come back", key="form",
+              help="Real tunes return to their own bars. On: at each bar line the model also "
+                   "reads earlier bars of the tune (2, 4 and 8 bars back, and the bar that "
+                   "opened the part) and its own probabilities choose between them and the "
+                   "bar it draws. Off: every bar is the model's own draw.")
 
 
 def sidebar_playing() -> None:
@@ -198,12 +203,14 @@ def write_tune(sampler: Sampler, settings: params.Settings, model: str, backend:
     """The generation for the settings (cached); streamed into the page when writing it is
     expected to take long. Returns (generation, seconds, was cached) or None on an error."""
     args = (model_path(model), backend, settings.prime, settings.length,
-            settings.temperature, settings.seed, settings.top_k, settings.top_p, settings.best)
+            settings.temperature, settings.seed, settings.top_k, settings.top_p, settings.best,
+            settings.form)
     try:
         # Streaming costs a second pass for the charts' logits: only worth it when the
         # text would otherwise keep a visitor waiting.
         # Drafts are judged once all are written: only the model's own draw can stream.
-        if (backend == "numpy" and settings.best == 1 and args not in written()
+        if (backend == "numpy" and settings.best == 1 and not settings.form
+                and args not in written()
                 and seconds_per_char(*args[:2]) * settings.length > stream_after_s()):
             slot = st.empty()
             text = settings.prime
@@ -292,6 +299,15 @@ def drafts_note(g: Generation) -> str:
     return note + ")"
 
 
+def form_note(g: Generation) -> str:
+    """How many bars the model chose from earlier bars (abcweb/sampling/form.py)."""
+    if not g.form:
+        return " · bars come back: off"
+    n = len(g.copies)
+    return (f" · {n} bar{'s' if n != 1 else ''} the model chose from earlier ones (marked in "
+            "the charts)" if n else " · every bar the model's own draw")
+
+
 def file_stem(settings: params.Settings) -> str:
     return (f"abcweb-seed{settings.seed}-t{settings.temperature:g}-k{settings.top_k}"
             + (f"-p{settings.top_p:g}" if settings.top_p < 1 else ""))
@@ -315,7 +331,8 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
     tune = pick_tune(g)
     play = playing_version(tune.text, settings) if tune is not None else None
     renders = start_renders(tune.text, play) if tune is not None else {}
-    key = (model_path(model), backend, g.prime, g.generated, g.temperature, g.top_k, g.top_p)
+    key = (model_path(model), backend, g.prime, g.generated, g.temperature, g.top_k, g.top_p,
+           tuple((c["start"], c["end"]) for c in g.copies))
     built = tune_charts(key, g) if g.generated else None  # overlaps with the renders
 
     check, check_error = result(renders["check"]) if renders else (None, None)
@@ -323,13 +340,15 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
     st.caption(f"{len(g.generated)} characters written in {seconds:.2f} s "
                f"({'cached' if cached else backend})"
                + (" · stopped at the end of the tune" if g.stopped == "end" else "")
-               + drafts_note(g))
+               + drafts_note(g) + form_note(g))
 
     left, right = st.columns([5, 6], gap="medium")
     with left:
         if tune is not None:
             tune_actions(tune, settings, model)
         st.html(abc_html(g, tune, check.problems if check else []))
+        if caption := tuneview.form_caption(g.text):  # numbers and fixed words only
+            st.caption(caption)
         with st.expander("ABC text to copy"):
             st.code(g.text, language=None)
     media = right.container()

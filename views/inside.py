@@ -56,7 +56,7 @@ def main() -> None:
     try:
         g, _ = generate(model_path(model), "numpy", settings.prime, settings.length,
                         settings.temperature, settings.seed, settings.top_k, settings.top_p,
-                        settings.best)
+                        settings.best, settings.form)
         text = g.text[:MAX_CHARS]
         states = states_of(model_path(model), text, sampler)
     except ValueError as e:  # the seed text the Generate page already explained

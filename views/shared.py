@@ -28,7 +28,8 @@ PAGES = {"generate": "views/generate.py", "inside": "views/inside.py", "train": 
          "about": "views/about.py", "tunebook": "views/tunebook.py", "edit": "views/edit.py"}
 # Settings that outlive a visit to another view: Streamlit forgets a widget's value when a run
 # does not draw it, unless the run writes it back (keep_settings).
-KEPT = ("seed", "prime", "length", "temperature", "top_k", "top_p", "best", "tempo", "instrument",
+KEPT = ("seed", "prime", "length", "temperature", "top_k", "top_p", "best", "form", "tempo",
+        "instrument",
         "transpose", "meter", "key", "model",
         "device", "train_corpus", "train_recipe", "train_steps", "train_lr", "inside_unit")
 SHIPPED = "shipped"
@@ -89,10 +90,12 @@ def get_sampler(path: str | None, backend: str) -> Sampler:
 
 @st.cache_resource(show_spinner=False, max_entries=GENERATIONS_CACHED)
 def generate(path: str | None, backend: str, prime: str, length: int, temperature: float,
-             seed: int, top_k: int, top_p: float, best: int) -> tuple[Generation, float]:
+             seed: int, top_k: int, top_p: float, best: int, form: bool
+             ) -> tuple[Generation, float]:
     t0 = time.perf_counter()
     g = get_sampler(path, backend).generate(prime, length, temperature, seed, top_k,
-                                            stop_at_end=True, best_of=best, top_p=top_p)
+                                            stop_at_end=True, best_of=best, top_p=top_p,
+                                            form=form)
     return g, time.perf_counter() - t0
 
 
@@ -248,7 +251,7 @@ def current_settings() -> params.Settings:
     return params.Settings(int(s.seed), s.prime, int(s.length),
                            params.round_temperature(float(s.temperature)), int(s.top_k),
                            params.round_top_p(float(s.top_p)), int(s.best), int(s.tempo),
-                           s.instrument, int(s.transpose), model)
+                           s.instrument, int(s.transpose), model, bool(s.form))
 
 
 def session_models() -> dict[str, str]:

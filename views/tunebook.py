@@ -63,7 +63,8 @@ def write_missing() -> list[str]:
         s = out[i].settings
         try:
             g, _ = generate(model_path(model_for_link(s.model, notes)), "numpy", s.prime,
-                            s.length, s.temperature, s.seed, s.top_k, s.top_p, s.best)
+                            s.length, s.temperature, s.seed, s.top_k, s.top_p, s.best,
+                            s.form)
             out[i] = replace(out[i], text=tunebook.picked(g.text) or g.text)
         except (ValueError, CheckpointError) as e:  # a hand-made link's seed text, say
             notes.append(f"the link's tune with seed {s.seed} cannot be written "

@@ -1,17 +1,19 @@
-"""A tune as the Generate and Edit views show it: its text with the lines abc2midi marks, the
-check's verdict, the sheet music, the player and the downloads. Both views render with the
-same tools, caps and timeouts (abcweb.sound.abctools), so an edited tune is judged as a written
-one."""
+"""A tune as the Generate and Edit views show it: its text with the lines abc2midi marks and
+the bars that come back coloured, the check's verdict, the sheet music, the player and the
+downloads. Both views render with the same tools, caps and timeouts (abcweb.sound.abctools), so
+an edited tune is judged as a written one."""
 
 from __future__ import annotations
 
 import html
 from concurrent.futures import Future
+from dataclasses import dataclass
 from functools import partial
 
 import streamlit as st
 
 from abcweb.music import tunes
+from abcweb.music.facts import NEAR_EDITS, echo_groups
 from abcweb.sound import abctools, arrange
 from abcweb.web import params
 from abcweb.web.messages import as_text, public_message
@@ -47,9 +49,116 @@ def result(future: Future):
         return None, f"{type(e).__name__}: {public_message(e)}"
 
 
-def abc_html(text: str, tune: tunes.Tune | None, problems, prime: str = "") -> str:
+# Paul Tol's "light" scheme without its grey: its colours stay apart for colour-blind eyes too,
+# and it is made for dark text on it (5:1 or more against the theme's #31333F text).
+ECHO_COLOURS = ("#77AADD", "#EE8866", "#EEDD88", "#FFAABB", "#99DDFF", "#44BB99", "#BBCC33",
+                "#AAAA00")
+SEED_GREY = "#9e9e9e"
+# The Generate page writes at most 10,000 characters with its seed; the editor takes 100,000,
+# a tunebook's worth, whose bars are no one tune's form (and would cost a second to compare).
+ECHO_MAX_CHARS = 20_000
+
+
+@dataclass
+class EchoMark:
+    """A bar the listing marks: the first of bars that come back, one that comes back to it,
+    or a bar close to an earlier one."""
+    start: int  # offsets in the text
+    end: int
+    colour: str  # its group's colour; "" for a bar that only is near an earlier one
+    repeat: bool  # equal to an earlier bar
+    near: bool  # a new bar within NEAR_EDITS edits of an earlier one
+    title: str
+
+
+def echo_marks(text: str) -> list[EchoMark]:
+    """The bars to mark in the listing, in text order (bars do not overlap)."""
+    echoes = _echoes(text)
+    later: dict[int, list[int]] = {}  # a first bar and the bars equal to it
+    for e in echoes:
+        if e.same_as != e.bar:
+            later.setdefault(e.same_as, []).append(e.bar)
+    colours = {first: ECHO_COLOURS[i % len(ECHO_COLOURS)] for i, first in enumerate(later)}
+    marks = []
+    for e in echoes:
+        said = []
+        if e.same_as != e.bar:
+            said.append(f"same as bar {e.same_as + 1}")
+        if e.bar in later:
+            again = ", ".join(str(b + 1) for b in later[e.bar])
+            said.append(f"comes back as bar{'s' * (len(later[e.bar]) > 1)} {again}")
+        if e.near_of is not None:
+            said.append(f"nearly bar {e.near_of + 1} ({NEAR_EDITS} characters or fewer "
+                        "differ)")
+        if said:
+            marks.append(EchoMark(e.start, e.end, colours.get(e.same_as, ""),
+                                  e.same_as != e.bar, e.near_of is not None,
+                                  f"bar {e.bar + 1}: " + "; ".join(said)))
+    return marks
+
+
+def _echoes(text: str) -> list:
+    return echo_groups(text) if len(text) <= ECHO_MAX_CHARS else []
+
+
+def _mark_style(mark: EchoMark, seed: bool) -> str:
+    # A repeat fills its bar with the colour; the bar it repeats is underlined with a thick
+    # band of it. Seed text is light grey, too pale on a colour: there every bar gets the band.
+    # A bar near an earlier one, not equal, has a dotted underline, colourless: it is no repeat.
+    styles = []
+    if mark.repeat and not seed:
+        styles.append(f"background:{mark.colour};border-radius:2px")
+    elif mark.colour:
+        styles.append(f"box-shadow:inset 0 -0.35em 0 {mark.colour}")
+    if mark.near:
+        styles.append("text-decoration:underline dotted #757575;text-underline-offset:3px")
+    return ";".join(styles)
+
+
+def _line_html(line: str, at: int, marks: list[EchoMark], seed: bool) -> str:
+    """A line of the text, escaped, its marked bars (offsets in the text; the line starts at
+    `at`) in spans. Visitor text is data: only escaped text goes between the tags."""
+    pieces, done = [], 0
+    for mark in marks:
+        a, b = max(mark.start - at, done), min(mark.end - at, len(line))
+        if a >= b:
+            continue
+        title = html.escape(mark.title, quote=True)
+        pieces += [html.escape(line[done:a]),
+                   f'<span style="{_mark_style(mark, seed)}" title="{title}">'
+                   f'{html.escape(line[a:b])}</span>']
+        done = b
+    pieces.append(html.escape(line[done:]))
+    return "".join(pieces)
+
+
+def form_caption(text: str) -> str:
+    """One plain sentence on the listing's colours: how many bars repeat an earlier one ("" when
+    the listing colours none: no bars, or too long a text)."""
+    echoes = _echoes(text)
+    if not echoes:
+        return ""
+    bars = len(echoes)
+    repeats = sum(e.same_as != e.bar for e in echoes)
+    near = sum(e.near_of is not None for e in echoes)
+    of = f"of {bars} bar{'s' * (bars != 1)}"
+    if repeats:
+        sentence = (f"Bars that come back share a colour: {repeats} {of} repeat"
+                    f"{'s' * (repeats == 1)} an earlier bar (the bar they repeat is "
+                    "underlined in its colour).")
+    else:
+        sentence = f"None {of} repeats an earlier bar; a repeat would share its colour."
+    if near:
+        sentence += (f" {near} more {'are' if near != 1 else 'is'} nearly an earlier bar "
+                     f"({NEAR_EDITS} characters or fewer differ): dotted underline.")
+    return sentence + " Hover over a bar to see which."
+
+
+def abc_html(text: str, tune: tunes.Tune | None, problems, prime: str = "",
+             echoes: bool = True) -> str:
     """The text with line numbers; lines abc2midi complains about are marked, with the
-    message on hover and below the line; the seed text (`prime`, its start) is grey."""
+    message on hover and below the line; the seed text (`prime`, its start) is grey; bars
+    that come back share a colour (`echoes`), each with a title that says which bar it is."""
     marks: dict[int, list] = {}
     for p in problems:
         if tune is None or p.line is None:
@@ -57,11 +166,13 @@ def abc_html(text: str, tune: tunes.Tune | None, problems, prime: str = "") -> s
         line = tune.source_line(p.line)
         if line is not None:
             marks.setdefault(line, []).append(p)
+    bar_marks = echo_marks(text) if echoes else []
     prime_lines = prime.count("\n") + 1 if prime else 0
     rows = []
     lines = text.split("\n")
     while len(lines) > 1 and not lines[-1].strip():
         lines.pop()  # the blank line that ends a tune is not worth a row
+    at, first_mark = 0, 0  # the line's offset in text; the first mark that may reach it
     for n, line in enumerate(lines, 1):
         ps = marks.get(n, [])
         err = any(p.level == "error" for p in ps)
@@ -69,9 +180,17 @@ def abc_html(text: str, tune: tunes.Tune | None, problems, prime: str = "") -> s
         sign = "✗" if err else "!" if ps else " "
         colour = "#c62828" if err else "#ef6c00"
         title = html.escape(" · ".join(f"{p.level}: {p.message}" for p in ps), quote=True)
-        body = html.escape(line) or " "
-        if n < prime_lines or (n == prime_lines and not prime.endswith("\n")):
-            body = f'<span style="color:#9e9e9e" title="seed text">{body}</span>'
+        while first_mark < len(bar_marks) and bar_marks[first_mark].end <= at:
+            first_mark += 1
+        here = [m for m in bar_marks[first_mark:first_mark + len(line) + 1]
+                if m.start < at + len(line)]  # a bar has one character at least
+        seed = n < prime_lines or (n == prime_lines and not prime.endswith("\n"))
+        body = _line_html(line, at, here, seed) if here else html.escape(line)
+        body = body or " "
+        if seed:
+            body = f'<span style="color:{SEED_GREY}" title="seed text">{body}</span>'
+        elif here:
+            body = f"<span>{body}</span>"  # one node: the browser tests read a row's last child
         kind = "error" if err else "warning" if ps else "ok"
         rows.append(
             f'<div data-line="{n}" data-status="{kind}" title="{title}" '
@@ -82,6 +201,7 @@ def abc_html(text: str, tune: tunes.Tune | None, problems, prime: str = "") -> s
         for p in ps[:2]:
             rows.append(f'<div style="color:{colour};font-size:0.8em;padding-left:3.8em">'
                         f'{html.escape(p.level)}: {html.escape(p.message)}</div>')
+        at += len(line) + 1
     return ('<div data-testid="abc-text" style="font-family:ui-monospace,monospace;'
             'font-size:0.85rem;line-height:1.45;max-height:460px;overflow:auto;'
             'border:1px solid #e0e0e0;border-radius:6px;padding:6px 4px">'

@@ -24,7 +24,7 @@ import time
 from abcweb.evaluation import yardsticks
 from abcweb.music import corpus, facts, tunes
 from abcweb.sampling import drafts
-from abcweb.sampling.sampler import Sampler, load_sampler
+from abcweb.sampling.sampler import FORM, Sampler, load_sampler
 from abcweb.sound import abctools
 
 
@@ -41,11 +41,13 @@ def check_tunes(texts: list[str | None]) -> dict:
             "bars": bars, "bar_match_share": (bars - bad) / bars if bars else 0.0}
 
 
-def sampler_speed(s: Sampler, length: int = 600, runs: int = 7, best_of: int = 1) -> float:
+def sampler_speed(s: Sampler, length: int = 600, runs: int = 7, best_of: int = 1,
+                  form: bool = False) -> float:
     times = []
     for seed in range(runs):
         t = time.perf_counter()
-        s.generate("X:", length, 1.0, seed=seed, stop_at_end=False, best_of=best_of)
+        s.generate("X:", length, 1.0, seed=seed, stop_at_end=False, best_of=best_of,
+                   form=form)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -66,7 +68,7 @@ def notebook_style(s: Sampler, heldout: list[str], n: int = 10) -> dict:
     ends = total = valid = 0
     primes = [t[: t.index("\n", t.index("\nK:") + 1) + 1] for t in heldout[:n] if "\nK:" in t]
     for i, prime in enumerate(primes):
-        g = s.generate(prime, 600, 1.0, seed=i, best_of=1)  # the model's own reading
+        g = s.generate(prime, 600, 1.0, seed=i, best_of=1, form=False)  # its own reading
         body = [ln for ln in g.generated.split("\n\n")[0].split("\n") if ln.strip()]
         total += len(body)
         ends += sum(ln.rstrip().endswith("!") for ln in body)
@@ -89,16 +91,25 @@ def own_draws(s: Sampler, samples: int, length: int, temperature: float, top_p: 
 
 
 def best_drafts(s: Sampler, samples: int, length: int, temperature: float, best_of: int,
-                top_p: float = 1.0) -> list[tunes.Tune | None]:
-    """The same seeds' tunes as visitors get them: the best of `best_of` drafts."""
-    best = [s.generate("X:", length, temperature, seed, best_of=best_of, top_p=top_p)
-            for seed in range(samples)]
-    return [tunes.first_complete_tune(g.text) for g in best]
+                top_p: float = 1.0, form: bool = FORM, first_seed: int = 0,
+                prime: str = "X:") -> list[tunes.Tune | None]:
+    """The same seeds' tunes as visitors get them: the best of `best_of` drafts, with bar
+    proposals unless form=False."""
+    return [tunes.first_complete_tune(g.text) for g in best_generations(
+        s, samples, length, temperature, best_of, top_p, form, first_seed, prime)]
+
+
+def best_generations(s: Sampler, samples: int, length: int, temperature: float, best_of: int,
+                     top_p: float = 1.0, form: bool = FORM, first_seed: int = 0,
+                     prime: str = "X:") -> list:
+    return [s.generate(prime, length, temperature, seed, best_of=best_of, top_p=top_p,
+                       form=form)
+            for seed in range(first_seed, first_seed + samples)]
 
 
 def evaluate(weights: str | None, irish_path: str, samples: int = 200, length: int = 800,
-             temperature: float = 1.0, best_of: int = drafts.BEST_OF, top_p: float = 1.0
-             ) -> dict:
+             temperature: float = 1.0, best_of: int = drafts.BEST_OF, top_p: float = 1.0,
+             form: bool = FORM) -> dict:
     s = load_sampler(weights, backend="numpy")
     irish = corpus.load_irish(irish_path)
     t0 = time.perf_counter()
@@ -127,14 +138,14 @@ def evaluate(weights: str | None, irish_path: str, samples: int = 200, length: i
                        "real_heldout": yardsticks.public(music_real),
                        "distances": yardsticks.compare(music_gen, music_real)}
     if best_of > 1:  # what a visitor gets by default: the best of the drafts
-        kept = best_drafts(s, samples, length, temperature, best_of, top_p)
+        kept = best_drafts(s, samples, length, temperature, best_of, top_p, form)
         music_best = yardsticks.measure([t.text if t else None for t in kept])
-        report["music"].update(best_of=best_of, best=yardsticks.public(music_best),
+        report["music"].update(best_of=best_of, form=form, best=yardsticks.public(music_best),
                                best_distances=yardsticks.compare(music_best, music_real))
     report["notebook_style"] = notebook_style(s, irish.heldout.tunes)
     report["sample_600_seconds"] = sampler_speed(s)
     if best_of > 1:
-        report["best_600_seconds"] = sampler_speed(s, best_of=best_of)
+        report["best_600_seconds"] = sampler_speed(s, best_of=best_of, form=form)
     report["evaluate_seconds"] = time.perf_counter() - t0
     return report
 
@@ -160,7 +171,9 @@ def format_report(r: dict) -> str:
         f"{r['notebook_style']['valid_share']:.0%} valid)",
         f"600 chars          {r['sample_600_seconds'] * 1000:.0f} ms (median of 7, NumPy "
         "sampler, batch 1; target < 300 ms)"
-        + (f"; best of {r['music']['best_of']} drafts {r['best_600_seconds'] * 1000:.0f} ms"
+        + (f"; best of {r['music']['best_of']} drafts"
+           + (" with bar proposals" if r["music"].get("form") else "")
+           + f" {r['best_600_seconds'] * 1000:.0f} ms"
            if "best_600_seconds" in r else ""),
     ]
     if "music" in r:
@@ -187,8 +200,9 @@ def music_table(m: dict) -> str:
 
     g, real, d = m["generated"], m["real_heldout"], m["distances"]
     best, bd = m.get("best"), m.get("best_distances")
-    head = "| yardstick | model's own draw |" + (f" best of {m['best_of']} drafts |" if best
-                                                else "") + " irish.abc held-out |"
+    kept = f" best of {m.get('best_of')} drafts" + (", bar proposals" if m.get("form") else "")
+    head = "| yardstick | model's own draw |" + (f"{kept} |" if best else "") \
+        + " irish.abc held-out |"
     rows = [head, "|---|---|" + ("---|" if best else "") + "---|"]
     rows += [f"| {label} | {cell(g[k])} |" + (f" {cell(best[k])} |" if best else "")
              + f" {cell(real[k])} |" for k, label in names]

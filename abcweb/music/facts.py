@@ -15,12 +15,15 @@ notes and fields are skipped; within a chord the first note counts):
   repeat is no echo in the text): bars equal to an earlier bar of the tune; 2-bar phrases
   equal to an earlier phrase that has ended before this one starts; bars within NEAR_EDITS
   character edits of an earlier bar (the equal ones included); the longest run of one bar.
+  echo_groups gives the same bars one by one, with where each is in the text, for a view that
+  shows a learner which bars come back.
 
 What a set of tunes adds up to, against real tunes, is abcweb/evaluation/yardsticks.py.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -229,14 +232,32 @@ def within_edits(a: str, b: str, limit: int) -> bool:
     """Whether a and b are at most `limit` character edits apart (Levenshtein)."""
     if abs(len(a) - len(b)) > limit:
         return False
-    row = list(range(len(b) + 1))
+    if a == b:
+        return True
+    # `limit` edits leave one of limit + 1 disjoint pieces of a whole, so b holds it: most
+    # pairs of bars end here, at the speed of `in`.
+    size = len(a) // (limit + 1)
+    if size and not any(a[p * size:(p + 1) * size] in b for p in range(limit + 1)):
+        return False
+    # Only cells within `limit` of the diagonal can hold `limit` or less: a row keeps those
+    # (cell d of row i is column i + d - limit), the rest count as `over`. A long line costs
+    # its length times 2 * limit + 1 cells, not its square.
+    over, width = limit + 1, 2 * limit + 1
+    row = [j if 0 <= j <= len(b) else over for j in range(-limit, limit + 1)]
     for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-        if min(row) > limit:
+        new = [over] * width
+        for d in range(max(0, limit - i), min(width, len(b) - i + limit + 1)):
+            j = i + d - limit
+            if j == 0:
+                new[d] = min(i, over)
+                continue
+            up = row[d + 1] if d + 1 < width else over
+            left = new[d - 1] if d else over
+            new[d] = min(up + 1, left + 1, row[d] + (ca != b[j - 1]), over)
+        if min(new) > limit:
             return False
-    return row[-1] <= limit
+        row = new
+    return row[len(b) - len(a) + limit] <= limit
 
 
 @dataclass
@@ -263,6 +284,70 @@ def read_form(text: str) -> Form:
         run = run + 1 if i and b == bars[i - 1] else 1
         longest = max(longest, run)
     return Form(len(bars), echoes, near, len(pairs), phrase_echoes, longest)
+
+
+@dataclass(frozen=True)
+class Echo:
+    """One bar of a tune as written and the earlier bar it comes back to."""
+    start: int  # offsets of the bar's own characters in the text (no line marks at its ends)
+    end: int
+    bar: int  # 0-based, among the tune's bars as bar_spans counts them
+    same_as: int  # the first bar equal to this one: `bar` itself when it is new
+    near_of: int | None  # a new bar's first earlier bar within NEAR_EDITS edits, if any
+
+
+# What ends a line without ending its bar: `!` (a line break in some tunebooks), `\`
+# (continued), the line break. bar_spans keeps them inside a bar that crosses lines.
+_LINE_MARKS = "!\\ \t\n"
+# Bars up to this long are found by what deleting characters leaves of them; longer ones (a
+# line of text with no bar lines) would leave too many strings and are compared one by one.
+_INDEXED_BAR = 24
+
+
+def _deletions(bar: str, limit: int) -> set[str]:
+    """Every string that `limit` or fewer deleted characters leave of bar."""
+    found = {bar}
+    for _ in range(limit):
+        found |= {s[:k] + s[k + 1:] for s in found for k in range(len(s))}
+    return found
+
+
+def echo_groups(text: str) -> list[Echo]:
+    """Every bar of the tune (bar_spans), each with the first bar it equals or is near."""
+    return list(_echo_groups(text))
+
+
+@functools.lru_cache(maxsize=16)  # the page asks for a tune's form on every rerun
+def _echo_groups(text: str) -> tuple[Echo, ...]:
+    first: dict[str, int] = {}  # each distinct bar and where it first appears
+    # Two bars within NEAR_EDITS edits share a string left by NEAR_EDITS or fewer deletions
+    # from each (a substitution is a deletion from both), so only bars sharing one are compared:
+    # a tune of 400 bars takes milliseconds, not a second.
+    left_by: dict[str, list[int]] = {}  # a string deletions leave -> the bars that leave it
+    long_bars: list[int] = []
+    distinct: dict[int, str] = {}  # first appearances by index
+    echoes = []
+    for i, (bar, start, end) in enumerate(bar_spans(text)):
+        while text[start] in _LINE_MARKS:  # the bar's own characters are not all marks
+            start += 1
+        while text[end - 1] in _LINE_MARKS:
+            end -= 1
+        same_as = first.setdefault(bar, i)
+        near_of = None
+        if same_as == i:
+            short = len(bar) <= _INDEXED_BAR
+            left = _deletions(bar, NEAR_EDITS) if short else set()
+            candidates = set(long_bars) if short else set(distinct)
+            candidates.update(j for s in left for j in left_by.get(s, ()))
+            near_of = next((j for j in sorted(candidates)
+                            if within_edits(bar, distinct[j], NEAR_EDITS)), None)
+            distinct[i] = bar
+            for s in left:
+                left_by.setdefault(s, []).append(i)
+            if not short:
+                long_bars.append(i)
+        echoes.append(Echo(start, end, i, same_as, near_of))
+    return tuple(echoes)
 
 
 def melody_bins(f: TuneFacts) -> tuple[np.ndarray, np.ndarray]:

@@ -91,14 +91,20 @@ def pick(drafts: list[Draft]) -> int:
 
 
 def best_draft(loop, prior: dict | None, prime: str, length: int, temperature: float,
-               seeds: list[int], top_k: int, stop_at_end: bool, top_p: float = 1.0
-               ) -> tuple[int, str, np.ndarray, list[dict]]:
+               seeds: list[int], top_k: int, stop_at_end: bool, top_p: float = 1.0,
+               form: bool = False) -> tuple[int, str, np.ndarray, list[dict], list[dict]]:
     """All drafts in one batch of `loop` (a sampling Loop), judged: (chosen index, its text
-    and logits, every draft's yardsticks). A sampling worker runs this, so that only the
-    chosen draft crosses the pipe."""
-    tokens, logits = loop.generate_arrays(prime, length, temperature, seeds, top_k,
-                                          stop_at_end, top_p)
+    and logits, every draft's yardsticks, its bars that came from a proposal). form=True
+    writes the drafts with bar proposals (form.py). A sampling worker runs this, so that only
+    the chosen draft crosses the pipe."""
+    if form:
+        tokens, logits, copies = loop.form_arrays(prime, length, temperature, seeds, top_k,
+                                                  stop_at_end, top_p)
+    else:
+        tokens, logits = loop.generate_arrays(prime, length, temperature, seeds, top_k,
+                                              stop_at_end, top_p)
+        copies = [[] for _ in seeds]
     texts = ["".join(loop.vocab[t] for t in toks) for toks in tokens]
     judged = [judge(s, prime + t, prior) for s, t in zip(seeds, texts)]
     i = pick(judged)
-    return i, texts[i], logits[i], [d.as_dict() for d in judged]
+    return i, texts[i], logits[i], [d.as_dict() for d in judged], copies[i]

@@ -130,9 +130,10 @@ def serve(fd_in: int, out) -> None:
             args = (req["prime"], req["length"], req["temperature"], req["seeds"],
                     req["top_k"], req["stop_at_end"], req.get("top_p", 1.0))
             if req.get("best"):  # judge the drafts here: only the chosen one goes back
-                i, text, lg, found = drafts.best_draft(s, prior, *args)
+                i, text, lg, found, copies = drafts.best_draft(s, prior, *args,
+                                                               form=req.get("form", False))
                 frame = _reply({"ok": True, "texts": [text], "shapes": [lg.shape], "draft": i,
-                                "drafts": found}, [lg])
+                                "drafts": found, "copies": copies}, [lg])
             else:
                 tokens, logits = s.generate_arrays(*args)
                 texts = ["".join(s.vocab[t] for t in toks) for toks in tokens]
@@ -248,10 +249,10 @@ class _Worker:
 
 def _request(path: str, sha: str, prime: str, length: int, temperature: float,
              seeds: list[int], top_k: int, stop_at_end: bool, threads: int | None,
-             best: bool = False, top_p: float = 1.0) -> dict:
+             best: bool = False, top_p: float = 1.0, form: bool = False) -> dict:
     return {"path": path, "sha": sha, "prime": prime, "length": length,
             "temperature": temperature, "seeds": seeds, "top_k": top_k, "top_p": top_p,
-            "stop_at_end": stop_at_end, "threads": threads, "best": best}
+            "stop_at_end": stop_at_end, "threads": threads, "best": best, "form": form}
 
 
 class Pool:
@@ -351,13 +352,15 @@ class Pool:
     def best(self, path: str, sha: str, prime: str, length: int, temperature: float,
              seeds: list[int], top_k: int, stop_at_end: bool,
              timeout: float = REQUEST_TIMEOUT_S, threads: int | None = 1,
-             top_p: float = 1.0) -> tuple[int, str, np.ndarray, list[dict]]:
+             top_p: float = 1.0, form: bool = False
+             ) -> tuple[int, str, np.ndarray, list[dict], list[dict]]:
         """drafts.best_draft in a worker: the drafts never cross the pipe, only the one
-        chosen (its index, text and logits) and every draft's yardsticks."""
+        chosen (its index, text, logits and copied bars) and every draft's yardsticks."""
         request = _request(path, sha, prime, length, temperature, seeds, top_k, stop_at_end,
-                           threads, best=True, top_p=top_p)
+                           threads, best=True, top_p=top_p, form=form)
         reply, logits = self._call(request, timeout)
-        return reply["draft"], reply["texts"][0], logits[0], reply["drafts"]
+        return (reply["draft"], reply["texts"][0], logits[0], reply["drafts"],
+                reply.get("copies", []))
 
     def _call(self, request: dict, timeout: float) -> tuple[dict, list[np.ndarray]]:
         # A worker that dies is let go and the request goes to another, ready or new. When a

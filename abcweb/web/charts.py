@@ -4,7 +4,9 @@ Pure functions from a Generation to data frames and charts, so they can be teste
 page. Every per-character chart colours a character by its kind in ABC (note, bar line, header,
 other) with the same fixed colours, and names its click selection `pick` over the field
 `step` (the index of the character in the generated text), so the page reads a click the same
-way from any of them.
+way from any of them. Characters of a bar the sampler copied from a proposal (an earlier bar
+of the tune, scored by the model; `Generation.copies`) say so in the `origin` column and are
+ringed in the probability chart; their probability is still the model's own.
 
 Altair builds each chart, but its `to_dict()` takes 25-60 ms a chart (validation, then a deep
 walk), and a page server pays that for every new tune. So the page uses the `*_spec`
@@ -32,6 +34,8 @@ KIND_LABELS = {"note": "note", "bar": "bar line", "header": "header", "other": "
 SELECTION = "pick"
 DISTRIBUTION_MIN_P = 0.002  # candidates below this at both temperatures are left out
 DISTRIBUTION_MAX_BARS = 30
+DRAWN = "model's draw"
+PROPOSED_RING = "#212121"
 
 
 def _kind_colour(title: str | None = "kind") -> alt.Color:
@@ -45,10 +49,28 @@ def _legend_expr() -> str:
     return "{" + ", ".join(f"'{k}': '{v}'" for k, v in KIND_LABELS.items()) + "}[datum.label]"
 
 
+def copy_origin(proposal: dict) -> str:
+    """Where a proposed bar came from, in words: 'proposed: bar 1 again (4 bars back)'."""
+    back = ("the part's first bar" if proposal["source"] == "part"
+            else f"{proposal['source']} bars back")
+    return f"proposed: bar {proposal['bar'] + 1} again ({back})"
+
+
+def step_origins(g: Generation) -> list[str]:
+    """For each generated character: DRAWN, or the proposal its bar was copied from."""
+    origins = [DRAWN] * len(g.generated)
+    for proposal in g.copies:
+        start, end = max(proposal["start"], 0), min(proposal["end"], len(origins))
+        origins[start:end] = [copy_origin(proposal)] * max(end - start, 0)
+    return origins
+
+
 def steps_columns(g: Generation) -> dict[str, list]:
     """One entry per generated character: step, its place in the text, the character, its
-    probability, the entropy it was drawn from, its kind and the top alternatives."""
+    probability, the entropy it was drawn from, its kind, the top alternatives and its origin
+    (the model's draw or a proposed bar, with `proposed` true)."""
     steps = g.steps
+    origins = step_origins(g)
     kinds = token_kinds(g.text)[len(g.prime):]
     line = g.prime.count("\n") + 1
     lines = []
@@ -65,6 +87,8 @@ def steps_columns(g: Generation) -> dict[str, list]:
         "line": lines,
         "alternatives": [" · ".join(f"{show_char(c)} {p:.2f}" for c, p in s.top)
                          for s in steps],
+        "origin": origins,
+        "proposed": [o != DRAWN for o in origins],
     }
 
 
@@ -86,13 +110,16 @@ def _selection() -> alt.Parameter:
 def _tooltip(extra: list) -> list:
     return [alt.Tooltip("step:Q", title="step"), alt.Tooltip("char:N", title="character"),
             *extra, alt.Tooltip("kind:N", title="kind"),
-            alt.Tooltip("alternatives:N", title="top alternatives")]
+            alt.Tooltip("alternatives:N", title="top alternatives"),
+            alt.Tooltip("origin:N", title="origin")]
 
 
 def _probability_subtitle(g: Generation) -> str:
     return (f"at temperature {g.temperature:g}" + (f", top-k {g.top_k}" if g.top_k else "")
             + (f", top-p {g.top_p:g}" if g.top_p < 1 else "")
-            + ". Hover for the alternatives; click to pick a step.")
+            + ". Hover for the alternatives; click to pick a step."
+            + (" Ringed: a bar chosen from earlier in the tune; its probabilities are still "
+               "the model's." if g.copies else ""))
 
 
 def _probability(data, subtitle: str, last_step: int, height: int = 220) -> alt.Chart:
@@ -108,6 +135,9 @@ def _probability(data, subtitle: str, last_step: int, height: int = 220) -> alt.
             color=_kind_colour(),
             opacity=alt.condition(pick, alt.value(0.95), alt.value(0.35)),
             size=alt.condition(pick, alt.value(28), alt.value(22)),
+            # A ring, not a colour: the fill already says the character's kind.
+            stroke=alt.condition("datum.proposed", alt.value(PROPOSED_RING), alt.value(None)),
+            strokeWidth=alt.condition("datum.proposed", alt.value(1.5), alt.value(0)),
             tooltip=_tooltip([alt.Tooltip("prob:Q", title="probability", format=".3f")]),
         )
         .add_params(pick)
@@ -353,8 +383,8 @@ def _find(node, mark, path=()):
 
 
 _EXAMPLE_STEPS = [{"step": i, "pos": i + 2, "char": "A", "prob": 0.5, "entropy": 1.0,
-                   "kind": k, "line": 1, "alternatives": "A 0.50"}
-                  for i, k in enumerate(KINDS)]
+                   "kind": k, "line": 1, "alternatives": "A 0.50", "origin": DRAWN,
+                   "proposed": False} for i, k in enumerate(KINDS)]
 _EXAMPLE_BARS = [{"char": c, "rank": i, "temperature": t, "prob": 0.5, "kind": "note",
                   "chosen": i == 0} for i, c in enumerate("AB") for t in ("T=1 (x)", "T=1")]
 _TEMPLATES: dict[str, _Template] = {}

@@ -1,9 +1,9 @@
 """Generation settings <-> URL query parameters, for links that bring back the exact tune.
 
-A share link carries six settings and the id of the shipped model that wrote the tune; together
+A share link carries the settings and the id of the shipped model that wrote the tune; together
 they fix the tune completely:
 
-    ?seed=42&prime=X%3A&length=600&temperature=0.8&top_k=0&top_p=1&best=8&model=de2eb17119ae
+    ?seed=42&prime=X%3A&length=600&temperature=0.8&top_k=0&top_p=1&best=8&form=1&model=de2eb17119ae
 
 A server keeps every model it has shipped (checkpoint.shipped_models), so a link brings back its
 tune after new weights ship. Links made before they carried an id have settings but no `model`:
@@ -28,9 +28,13 @@ dashboard's range (out of range) with a message saying what was changed:
 | `instrument`  | piano   | one of arrange.INSTRUMENTS; another -> default                  |
 | `transpose`   | 0       | semitones to play it in another key, -12 .. 12; clamped         |
 | `model`       | current | a model id (12 hex digits); not one -> the current model        |
+| `form`        | 1       | 1: earlier bars are offered at bar starts (sampling/form.py);   |
+|               |         | 0: every bar the model's own draw; another value -> 1           |
 
 A link with settings but no `model` was made before links carried ids: what it leaves out
-takes LEGACY_DEFAULTS (LEGACY_MODEL, best of 1, temperature 1.0).
+takes LEGACY_DEFAULTS (LEGACY_MODEL, best of 1, temperature 1.0). A link with settings but no
+`form` was made before bar proposals (8 December 2026): it is read with form=0, so it brings
+back the tune it showed.
 
 Rounding to the sliders' steps keeps a link's settings and the page's widgets the same values,
 so the tune a link brings back is the one the widgets describe. Links the page writes are always
@@ -47,6 +51,7 @@ from urllib.parse import urlencode
 
 from abcweb.sampling.drafts import BEST_OF, MAX_BEST_OF
 from abcweb.sampling.loop import MAX_PRIME
+from abcweb.sampling.sampler import FORM
 from abcweb.sound.arrange import (
     DEFAULT_INSTRUMENT,
     INSTRUMENTS,
@@ -63,7 +68,7 @@ TOP_P_MIN, TOP_P_STEP = 0.05, 0.05
 TEMPO_STEP = 4  # the tempo slider's steps from TEMPO_MIN (24, 28, ... 204)
 TEMPOS = [0] + list(range(TEMPO_MIN, TEMPO_MAX + 1, TEMPO_STEP))  # 0: the tune's own
 KEYS = ("seed", "prime", "length", "temperature", "top_k", "top_p", "best", "tempo", "instrument",
-        "transpose", "model")
+        "transpose", "model", "form")
 # The shipped model until links carried ids (December 2026): every such link is its tune.
 LEGACY_MODEL = "de2eb17119ae"
 MODEL_ID = re.compile(r"[0-9a-f]{12}")
@@ -85,6 +90,7 @@ class Settings:
     instrument: str = DEFAULT_INSTRUMENT
     transpose: int = 0
     model: str = ""  # the id of the shipped model that writes it; "" is the current one
+    form: bool = FORM  # earlier bars offered at bar starts (abcweb/sampling/form.py)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -93,7 +99,8 @@ class Settings:
 DEFAULTS = Settings()
 # What a link made before links carried a model id meant: the model shipped then, its own
 # draw, at the temperature that was the default then.
-LEGACY_DEFAULTS = Settings(temperature=1.0, best=1, model=LEGACY_MODEL)
+LEGACY_DEFAULTS = Settings(temperature=1.0, best=1, model=LEGACY_MODEL, form=False)
+FORM_VALUES = {"1": True, "0": False, "on": True, "off": False, "true": True, "false": False}
 
 
 def round_temperature(t: float) -> float:
@@ -139,6 +146,9 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
     # defaults of its day.
     legacy = get["model"] is None and any(get[k] is not None for k in KEYS)
     d = LEGACY_DEFAULTS if legacy else DEFAULTS
+    # Likewise a link with settings but no `form` was made before bar proposals.
+    if get["form"] is None and any(get[k] is not None for k in KEYS):
+        d = Settings(**{**d.as_dict(), "form": False})
 
     seed = d.seed if get["seed"] is None else _number(
         "seed", get["seed"], int, d.seed, 0, SEED_MAX, messages)
@@ -211,9 +221,19 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
             messages.append(f"model {str(get['model'])[:40]!r} is not a model id: using the "
                             "current model")
 
+    form = d.form
+    if get["form"] is not None:
+        text = str(get["form"]).strip().lower()
+        if text in FORM_VALUES:
+            form = FORM_VALUES[text]
+        else:
+            form = DEFAULTS.form
+            messages.append(f"form {str(get['form'])[:40]!r} is not 1 or 0: using "
+                            f"{int(form)}")
+
     return Settings(int(seed), prime, int(length), float(temperature), int(top_k),
                     float(top_p), int(best), int(tempo), instrument, int(transpose),
-                    model), messages
+                    model, form), messages
 
 
 def to_query(settings: Settings) -> dict[str, str]:
@@ -231,6 +251,7 @@ def to_query(settings: Settings) -> dict[str, str]:
         "tempo": str(int(settings.tempo)),
         "instrument": settings.instrument,
         "transpose": str(int(settings.transpose)),
+        "form": str(int(settings.form)),
     }
     if settings.model:
         query["model"] = settings.model
