@@ -83,20 +83,23 @@ def cost_rows(s, seeds: int = 20) -> None:
               f"{costs[True] / costs[False]:.2f} |", flush=True)
 
 
-def music_rows(s, real: dict, samples: int, first_seed: int, prime: str) -> None:
+def music_rows(s, real: dict, samples: int, first_seed: int, prime: str,
+               best_of: tuple[int, ...] = (8,), forms: tuple[bool, ...] = (True, False)
+               ) -> None:
     comp = yardsticks.compare(real, real)
     spread = yardsticks.form_spread(real["_forms"])
-    print(f"\nEvery yardstick, T {PAGE_TEMPERATURE}, best of 8, seed text {prime!r}, seeds "
+    print(f"\nEvery yardstick, T {PAGE_TEMPERATURE}, seed text {prime!r}, seeds "
           f"{first_seed}..{first_seed + samples - 1}; real halves: degree JS max "
           f"{comp['real_halves_scale_degrees_js']['max']:.3f}, interval JS max "
           f"{comp['real_halves_intervals_js']['max']:.3f}, "
           + ", ".join(f"{k} {spread[k]['min']:.1%}-{spread[k]['max']:.1%}"
                       for k in SHARES[:3]))
     print(MUSIC_HEAD)
-    for form in (True, False):
-        gens = evaluate.best_generations(s, samples, LENGTH, PAGE_TEMPERATURE, 8, form=form,
-                                         first_seed=first_seed, prime=prime)
-        print(music_row("on" if form else "off", gens, real), flush=True)
+    for n in best_of:
+        for form in forms:
+            gens = evaluate.best_generations(s, samples, LENGTH, PAGE_TEMPERATURE, n,
+                                             form=form, first_seed=first_seed, prime=prime)
+            print(music_row(f"{'on' if form else 'off'}, best of {n}", gens, real), flush=True)
 
 
 MUSIC_KEYS = ("valid", "bars_fit_meter", "ends_on_tonic", "parts_8_or_16_bars", "bar_echo",
@@ -209,6 +212,8 @@ def main() -> None:
     ap.add_argument("--cost", action="store_true",
                     help="CPU-seconds per page tune, bar proposals on and off (a time)")
     ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--best-of", default="8", help="--music: drafts, comma-separated (8)")
+    ap.add_argument("--form-only", action="store_true", help="--music: bar proposals on only")
     ap.add_argument("--prime", default="X:", help="seed text for --music (\\n: a newline)")
     args = ap.parse_args()
     args.prime = args.prime.replace("\\n", "\n")
@@ -219,7 +224,9 @@ def main() -> None:
         cost_rows(load_sampler(args.weights, "numpy", workers=False))
         return
     if args.music:
-        music_rows(s, real, args.samples, args.first_seed, args.prime)
+        music_rows(s, real, args.samples, args.first_seed, args.prime,
+                   tuple(int(n) for n in args.best_of.split(",")),
+                   (True,) if args.form_only else (True, False))
         return
 
     print(f"{s.ckpt.path}: {args.samples} seeds, seed text X:, {LENGTH} characters")

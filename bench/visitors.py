@@ -58,6 +58,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import visitors_behaviour  # noqa: E402
 from load_test import leftovers, rss_mb, server  # noqa: E402 - bench/ is not a package
 from visitors_behaviour import Bounds, Tune, trainer, visitor  # noqa: E402
 from visitors_checks import session_problems, verify, verify_trainer  # noqa: E402
@@ -184,6 +185,8 @@ def parse_args(argv=None):
                     help="visitors arrive at random within this many seconds (0: at once)")
     ap.add_argument("--train-steps", type=int, default=60, help="the trainer's steps (60)")
     ap.add_argument("--no-train", action="store_true", help="no training visitor")
+    ap.add_argument("--no-form", action="store_true",
+                    help="links with bar proposals off (form=0; default: on, as the page)")
     ap.add_argument("--train-timeout", type=float, default=TRAIN_TIMEOUT_S)
     ap.add_argument("--page", default="", help="url path of the Generate view ('')")
     ap.add_argument("--train-page", default="train",
@@ -203,6 +206,7 @@ def parse_args(argv=None):
     args = ap.parse_args(argv)
     if args.no_train:
         args.train_steps = 0
+    visitors_behaviour.FORM = 0 if args.no_form else 1
     if args.duration is None and args.tunes is None:
         args.duration = 60.0
     args.log = None

@@ -110,10 +110,13 @@ class Bounds:
         return True
 
 
+FORM = 1  # the links' bar proposals (1, the page's default; --no-form: 0)
+
+
 def query_for(seed: int, length: int, temperature: float, model: str) -> str:
-    """A share link's query, naming the model as the page's own links do."""
+    """A share link's query, naming the model and bar proposals as the page's own links do."""
     return urlencode({"seed": seed, "length": length, "temperature": f"{temperature:.1f}",
-                      "model": model, "form": 1})
+                      "model": model, "form": FORM})
 
 
 def next_temperature(rng: random.Random, current: float, used: set) -> float:

@@ -17,7 +17,10 @@ TOP_K = 0
 
 
 def expected_text(sampler, seed: int, length: int, temperature: float) -> str:
-    return sampler.generate(PRIME, length, temperature, seed, TOP_K, stop_at_end=True).text
+    import visitors_behaviour
+
+    return sampler.generate(PRIME, length, temperature, seed, TOP_K, stop_at_end=True,
+                            form=bool(visitors_behaviour.FORM)).text
 
 
 def check_tune(t: Tune, expected: str, media: bool = True) -> list[str]:

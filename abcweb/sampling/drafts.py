@@ -25,6 +25,7 @@ import numpy as np
 
 from abcweb.music import facts, tunes
 from abcweb.sampling import melody
+from abcweb.sampling.form import generate_arrays as form_arrays
 from abcweb.sound.abccheck import check
 from abcweb.sound.tooling import ToolError, ToolMissing
 
@@ -98,8 +99,8 @@ def best_draft(loop, prior: dict | None, prime: str, length: int, temperature: f
     writes the drafts with bar proposals (form.py). A sampling worker runs this, so that only
     the chosen draft crosses the pipe."""
     if form:
-        tokens, logits, copies = loop.form_arrays(prime, length, temperature, seeds, top_k,
-                                                  stop_at_end, top_p)
+        tokens, logits, copies = form_arrays(loop, prime, length, temperature, seeds, top_k,
+                                             stop_at_end, top_p)
     else:
         tokens, logits = loop.generate_arrays(prime, length, temperature, seeds, top_k,
                                               stop_at_end, top_p)

@@ -45,7 +45,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from abcweb.sampling.loop import TuneEnd, _masked, choose, uniforms
+from abcweb.model.lstm import encode_after_start
+from abcweb.sampling.loop import (
+    TuneEnd,
+    _masked,
+    blas_threads,
+    check_args,
+    check_top_p,
+    choose,
+    uniforms,
+)
 
 SOURCES = (("2", 2), ("4", 4), ("8", 8), ("part", None))  # bars back; None: the part's opener
 FIRST_BAR = 2  # proposals from the third bar of the body on
@@ -230,7 +239,7 @@ def write(net, vocab: str, ids: np.ndarray, prime: str, seeds: list[int], length
           temperature: float, top_k: int, top_p: float, stop_at_end: bool
           ) -> tuple[list[list[int]], list[np.ndarray], list[list[dict]]]:
     """Tokens, logits and copied bars of each seed's tune, all rows in one batch. Arguments
-    are checked by the caller (Loop.form_arrays).
+    are checked by the caller (generate_arrays).
 
     The text is what one bar start after another would give: draw the bar, read the
     proposals, choose, go on. To save time the next bar is drawn while the proposals are read,
@@ -433,3 +442,17 @@ def write(net, vocab: str, ids: np.ndarray, prime: str, seeds: list[int], length
     logits = [np.stack(r.logits) if r.logits else np.zeros((0, len(vocab)), np.float32)
               for r in rows]
     return tokens, logits, [r.copies for r in rows]
+
+
+def generate_arrays(loop, prime: str, length: int, temperature: float, seeds: list[int],
+                    top_k: int, stop_at_end: bool, top_p: float = 1.0
+                    ) -> tuple[list[list[int]], list[np.ndarray], list[list[dict]]]:
+    """Loop.generate_arrays with bar proposals: the tokens, logits and copied bars of each
+    candidate (arguments checked here). Always `loop`'s NumPy network, whatever its backend."""
+    length, temperature, top_k, seeds = check_args(prime, length, temperature, top_k,
+                                                   len(loop.vocab), seeds, stop_at_end)
+    top_p = check_top_p(top_p)
+    ids = encode_after_start(loop.cfg, prime, "seed text")
+    with blas_threads(loop.threads):
+        return write(loop.net, loop.vocab, ids, prime, seeds, length, temperature, top_k,
+                     top_p, stop_at_end)

@@ -445,21 +445,6 @@ class Loop:
         with blas_threads(self.threads):
             return self._numpy_generate(ids, u, temperature, top_k, prime, stop_at_end, top_p)
 
-    def form_arrays(self, prime: str, length: int, temperature: float, seeds: list[int],
-                    top_k: int, stop_at_end: bool, top_p: float = 1.0
-                    ) -> tuple[list[list[int]], list[np.ndarray], list[list[dict]]]:
-        """generate_arrays with bar proposals (sampling/form.py): the tokens, logits and copied
-        bars of each candidate. Always the NumPy path, so every backend gives the same tune."""
-        from abcweb.sampling import form
-
-        length, temperature, top_k, seeds = check_args(prime, length, temperature, top_k,
-                                                       len(self.vocab), seeds, stop_at_end)
-        top_p = check_top_p(top_p)
-        ids = encode_after_start(self.cfg, prime, "seed text")
-        with blas_threads(self.threads):
-            return form.write(self.net, self.vocab, ids, prime, seeds, length, temperature,
-                              top_k, top_p, stop_at_end)
-
     def stream(self, prime: str = "X:", length: int = 600, temperature: float = 1.0,
                seed: int = 0, top_k: int = 0, stop_at_end: bool = True, every: int = 25,
                top_p: float = 1.0) -> Iterator[str]:
