@@ -79,7 +79,7 @@ def add_sample(sub) -> None:
                    f"{BEST_OF}; 1: the model's own draw for the seed)")
     p.add_argument("--no-form", dest="form", action="store_false",
                    help="every bar the model's own draw: no earlier bars offered at bar starts "
-                   "(the tunes of links made before 8 December 2026)")
+                   "(the tunes of links made before 7 December 2026)")
     p.add_argument("--weights", help="checkpoint folder (default: the shipped weights)")
     p.add_argument("--model", help="a shipped model's id, as share links carry it (default: "
                    "the current one; earlier ones are kept in weights/ID/)")

@@ -21,7 +21,8 @@ still hold", with how many bars came from a proposal and from where. --first-see
 measure other seeds and another seed text (the settings were chosen on seeds 0..49 and X:).
 --cost prints the CPU-seconds of one page tune (600 characters, its drafts judged, abc2midi
 included, one thread, checks not cached), median over seeds 1000..1019, bar proposals on and
-off, for several draft counts. A time: run it on a quiet host.
+off, for several draft counts (a time: run it on a quiet host); then where the proposals'
+cost goes, in LSTM steps per tune (counts).
 """
 
 from __future__ import annotations
@@ -81,6 +82,39 @@ def cost_rows(s, seeds: int = 20) -> None:
             costs[form] = statistics.median(runs)
         print(f"| {n} | {costs[False]:.3f} | {costs[True]:.3f} | "
               f"{costs[True] / costs[False]:.2f} |", flush=True)
+
+
+def step_rows(s, seeds: int = 10) -> None:
+    """Where the proposals' cost goes, in LSTM steps per page tune (8 drafts, seeds
+    1000..1009): batched steps, and character steps of the drafts and of the proposals, at the
+    shipped PRUNE and tighter ones. Counts, not times."""
+    from abcweb.sampling import drafts, form
+
+    counts = {}
+    step = form._Slots.step
+
+    def counted(pool, rows, tokens):
+        mains = sum(r < 8 for r in rows)  # a write's first 8 slots are its drafts
+        counts.update(batches=counts["batches"] + 1, drafts=counts["drafts"] + mains,
+                      proposals=counts["proposals"] + len(rows) - mains)
+        return step(pool, rows, tokens)
+
+    print("\n| PRUNE (nats) | batched steps per tune | draft character steps | proposal "
+          "character steps |\n|---|---|---|---|")
+    shipped = form.PRUNE
+    form._Slots.step = counted
+    try:
+        for prune in (shipped, 4.6, 2.3):
+            form.PRUNE = prune
+            counts.update(batches=0, drafts=0, proposals=0)
+            for seed in range(1000, 1000 + seeds):
+                form.generate_arrays(s, "X:", LENGTH, PAGE_TEMPERATURE,
+                                     drafts.draft_seeds(seed, 8), 0, True)
+            print(f"| {prune:g} | " + " | ".join(
+                f"{counts[k] / seeds:,.0f}" for k in ("batches", "drafts", "proposals"))
+                + " |", flush=True)
+    finally:
+        form._Slots.step, form.PRUNE = step, shipped
 
 
 def music_rows(s, real: dict, samples: int, first_seed: int, prime: str,
@@ -217,12 +251,14 @@ def main() -> None:
     ap.add_argument("--prime", default="X:", help="seed text for --music (\\n: a newline)")
     args = ap.parse_args()
     args.prime = args.prime.replace("\\n", "\n")
+    if args.cost:
+        s = load_sampler(args.weights, "numpy", workers=False)
+        cost_rows(s)
+        step_rows(s)
+        return
     irish = corpus.load_irish(args.irish)
     real = yardsticks.measure(list(irish.heldout.tunes), check=False)
     s = load_sampler(args.weights, "numpy")
-    if args.cost:
-        cost_rows(load_sampler(args.weights, "numpy", workers=False))
-        return
     if args.music:
         music_rows(s, real, args.samples, args.first_seed, args.prime,
                    tuple(int(n) for n in args.best_of.split(",")),

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs
 
+import visitors_behaviour
 from load_test import shown
 from visitors_behaviour import Tune, Visit
 
@@ -17,8 +18,6 @@ TOP_K = 0
 
 
 def expected_text(sampler, seed: int, length: int, temperature: float) -> str:
-    import visitors_behaviour
-
     return sampler.generate(PRIME, length, temperature, seed, TOP_K, stop_at_end=True,
                             form=bool(visitors_behaviour.FORM)).text
 

@@ -29,8 +29,7 @@ PAGES = {"generate": "views/generate.py", "inside": "views/inside.py", "train": 
 # Settings that outlive a visit to another view: Streamlit forgets a widget's value when a run
 # does not draw it, unless the run writes it back (keep_settings).
 KEPT = ("seed", "prime", "length", "temperature", "top_k", "top_p", "best", "form", "tempo",
-        "instrument",
-        "transpose", "meter", "key", "model",
+        "instrument", "transpose", "meter", "key", "model",
         "device", "train_corpus", "train_recipe", "train_steps", "train_lr", "inside_unit")
 SHIPPED = "shipped"
 EARLIER = "shipped:"  # + an id: a model shipped before the current one (weights/<id>/)

@@ -106,6 +106,8 @@ def best_draft(loop, prior: dict | None, prime: str, length: int, temperature: f
                                               stop_at_end, top_p)
         copies = [[] for _ in seeds]
     texts = ["".join(loop.vocab[t] for t in toks) for toks in tokens]
+    if len(seeds) == 1:  # nothing to choose between: no abc2midi run
+        return 0, texts[0], logits[0], [], copies[0]
     judged = [judge(s, prime + t, prior) for s, t in zip(seeds, texts)]
     i = pick(judged)
     return i, texts[i], logits[i], [d.as_dict() for d in judged], copies[i]

@@ -23,8 +23,8 @@ all of them, and `copies` says which bars came from a proposal.
 
 Guards, each measured (bench/form_variants.py; weights/README.md):
 - no proposal of the bar just written twice in a row (a third would be a loop);
-- after CAP copied bars in a row the model writes a bar alone (without a cap 35 of 50 tunes
-  looped; with a cap of 1, phrases never came back);
+- after CAP copied bars in a row the model writes a bar alone (with a cap of 1 phrases never
+  came back; without a cap, the guard above alone kept every tune of seeds 0-49 from looping);
 - a proposal already PRUNE nats below the drawn bar stops being read (it has under e**-9.2 of
   the drawn bar's weight): it could not matter, and reading it costs time.
 
@@ -169,8 +169,7 @@ class _Reader:
 class _Contest:
     """One bar start: the bar the model draws, and the proposals read beside it."""
     bars: list  # the body's bars before it
-    saved: int  # the slot holding the state at the bar start
-    saved_logits: np.ndarray
+    saved: int  # the slot holding the state (and logits) at the bar start
     saved_end: TuneEnd
     drawn: list = field(default_factory=list)
     drawn_logits: list = field(default_factory=list)
@@ -198,12 +197,6 @@ class _Row:
     # At most two: the first is decided first. While its proposals are read, the second
     # draws the next bar as if the first kept its drawn bar (what it does most of the time).
     contests: list = field(default_factory=list)
-
-
-def _copy_end(end: TuneEnd) -> TuneEnd:
-    c = TuneEnd.__new__(TuneEnd)
-    c.seen_k, c.line, c.prev_newline = end.seen_k.copy(), list(end.line), end.prev_newline.copy()
-    return c
 
 
 class _Slots:
@@ -271,7 +264,7 @@ def write(net, vocab: str, ids: np.ndarray, prime: str, seeds: list[int], length
             return False
         saved = slots.take()
         slots.copy(r.slot, saved)
-        r.contests.append(_Contest(bars, saved, slots.logits[saved].copy(), _copy_end(r.end)))
+        r.contests.append(_Contest(bars, saved, r.end.copy()))
         r.mode = "bar"
         return True
 

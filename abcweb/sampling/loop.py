@@ -246,6 +246,12 @@ class TuneEnd:
         self.line = [lines[-1]] * batch
         self.prev_newline = np.full(batch, prime.endswith("\n") and len(lines) > 1)
 
+    def copy(self) -> TuneEnd:
+        c = TuneEnd.__new__(TuneEnd)
+        c.seen_k, c.line, c.prev_newline = self.seen_k.copy(), list(self.line), \
+            self.prev_newline.copy()
+        return c
+
     def update(self, chars: list[str]) -> np.ndarray:
         done = np.zeros(len(chars), bool)
         for b, ch in enumerate(chars):

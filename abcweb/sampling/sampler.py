@@ -75,7 +75,7 @@ class Sampler(Loop):
                                                              top_k, stop_at_end, top_p, form)
         stopped = "end" if stop_at_end and len(text) < length else "length"
         return Generation(prime, text, logits, self.vocab, temperature, top_k, seed, stopped,
-                          top_p, i, found if best_of > 1 else [], copies=copies, form=form)
+                          top_p, i, found, copies=copies, form=form)
 
     def best_draft(self, prime: str, length: int, temperature: float, seeds: list[int],
                    top_k: int, stop_at_end: bool, top_p: float = 1.0, form: bool = False

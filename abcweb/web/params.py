@@ -33,7 +33,7 @@ dashboard's range (out of range) with a message saying what was changed:
 
 A link with settings but no `model` was made before links carried ids: what it leaves out
 takes LEGACY_DEFAULTS (LEGACY_MODEL, best of 1, temperature 1.0). A link with settings but no
-`form` was made before bar proposals (8 December 2026): it is read with form=0, so it brings
+`form` was made before bar proposals (7 December 2026): it is read with form=0, so it brings
 back the tune it showed.
 
 Rounding to the sliders' steps keeps a link's settings and the page's widgets the same values,
@@ -46,7 +46,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from urllib.parse import urlencode
 
 from abcweb.sampling.drafts import BEST_OF, MAX_BEST_OF
@@ -144,11 +144,11 @@ def from_query(query: Mapping) -> tuple[Settings, list[str]]:
     get = {k: _first(query.get(k)) for k in KEYS}
     # A link with settings but no model id was made before ids: what it leaves out takes the
     # defaults of its day.
-    legacy = get["model"] is None and any(get[k] is not None for k in KEYS)
-    d = LEGACY_DEFAULTS if legacy else DEFAULTS
+    has_settings = any(get[k] is not None for k in KEYS)
+    d = LEGACY_DEFAULTS if get["model"] is None and has_settings else DEFAULTS
     # Likewise a link with settings but no `form` was made before bar proposals.
-    if get["form"] is None and any(get[k] is not None for k in KEYS):
-        d = Settings(**{**d.as_dict(), "form": False})
+    if get["form"] is None and has_settings:
+        d = replace(d, form=False)
 
     seed = d.seed if get["seed"] is None else _number(
         "seed", get["seed"], int, d.seed, 0, SEED_MAX, messages)
