@@ -14,6 +14,7 @@ import os
 import sys
 import time
 
+from abcweb.model import extras
 from abcweb.model.checkpoint import CheckpointError
 from abcweb.model.lstm import UnknownCharacters
 from abcweb.music.corpus import CorpusError
@@ -254,7 +255,9 @@ def run_prior(args) -> int:
 
 # -- main --------------------------------------------------------------------------------------
 def build_parser() -> Parser:
-    p = Parser(prog="python -m abcweb", description="abcweb: an LSTM that writes folk tunes.")
+    # The installed command is `abcweb`; a checkout without it runs `python -m abcweb`.
+    prog = "abcweb" if os.path.basename(sys.argv[0]) == "abcweb" else "python -m abcweb"
+    p = Parser(prog=prog, description="abcweb: an LSTM that writes folk tunes.")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="show TensorFlow's own start-up and warning lines (hidden by default)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -317,12 +320,16 @@ def import_tensorflow_quietly() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
+    args = None
     try:
         args = build_parser().parse_args(argv)
         quiet_tensorflow(args.verbose)
         return args.run(args)
     except UsageError as e:
         print(str(e), file=sys.stderr)
+    except ModuleNotFoundError as e:  # an optional package: name the extra that installs it
+        command = f"abcweb {args.command}" if getattr(args, "command", None) else "abcweb"
+        print(f"error: {extras.explain(e, command) or e}", file=sys.stderr)
     except (UnknownCharacters, CheckpointError, CorpusError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
     except KeyboardInterrupt:

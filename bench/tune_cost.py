@@ -52,12 +52,16 @@ def main() -> int:
     ap.add_argument("--tunes", type=int, default=20)
     ap.add_argument("--length", type=int, default=600)
     ap.add_argument("--first-seed", type=int, default=1000)
+    ap.add_argument("--no-form", action="store_true",
+                    help="bar proposals off (form=0), as in links made before them")
     args = ap.parse_args()
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["length"] = str(args.length)
     at.query_params["seed"] = str(args.first_seed - 1)
+    # A link with settings but no form= is an old one and reads as form=0; say it outright.
+    at.query_params["form"] = "0" if args.no_form else "1"
     at.run()  # warm: model, pools, fonts, header choices
     assert not at.exception, at.exception
     rows = []

@@ -25,8 +25,18 @@ from abcweb.model.lstm import ModelConfig, weight_shapes
 
 MANIFEST = "model.json"
 FORMAT = "abcweb-checkpoint/1"
-SHIPPED = Path(__file__).resolve().parents[2] / "weights"
 ID_LENGTH = 12  # hex digits of a model id
+
+
+def _shipped_folder() -> Path:
+    """The shipped models: abcweb/weights in an installed wheel (package data), weights/ beside
+    the package in a checkout."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "weights"
+    return installed if (installed / MANIFEST).is_file() else package.parent / "weights"
+
+
+SHIPPED = _shipped_folder()
 
 
 class CheckpointError(ValueError):

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from abcweb.model import extras
 from abcweb.music.corpus import ALPHABET
 
 
@@ -87,7 +88,7 @@ def build_model(cfg: ModelConfig, precision: str = "float32"):
 
     precision="mixed_bfloat16" computes the embedding and LSTMs in bfloat16 with float32
     weights (1.5x faster training on CPUs with AVX512-BF16); the output layer stays float32."""
-    import keras
+    keras = extras.require("keras", "building the Keras model")
 
     mixed = keras.DTypePolicy(precision)
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")

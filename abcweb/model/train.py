@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from abcweb.model import checkpoint as ckpt_io
+from abcweb.model import extras
 from abcweb.model.lstm import ModelConfig, build_model, cpu_has_bf16, get_weights, set_weights
 from abcweb.music.corpus import Corpus, to_alphabet
 
@@ -125,8 +126,7 @@ class Trainer:
                  init: ckpt_io.Checkpoint | None = None, strategy=None,
                  info: dict | None = None, weights: list[float] | None = None,
                  extra_val: dict[str, Corpus] | None = None):
-        import tensorflow as tf
-
+        tf = extras.require("tensorflow", "training")
         self.tf = tf
         # The sampler reads the separator before a seed text, as every tune here is read.
         config = replace(config, start=SEPARATOR)

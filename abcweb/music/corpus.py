@@ -229,8 +229,8 @@ def load_bytes(data: bytes, name: str = "upload") -> Corpus:
 def music21_corpus_dir() -> Path:
     spec = importlib.util.find_spec("music21")
     if spec is None or not spec.submodule_search_locations:
-        raise CorpusError("music21 is not installed: pip install music21 (it ships the ABC "
-                          "collections)")
+        raise CorpusError("the training collections need music21, which is not installed "
+                          "here: pip install 'abcweb[train]' (music21 ships them)")
     return Path(list(spec.submodule_search_locations)[0]) / "corpus"
 
 

@@ -21,6 +21,7 @@ several drafts (drafts.py), the worker processes (sample_worker.py) and the publ
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import math
 import numbers
 import os
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from abcweb.model import checkpoint as ckpt_io
+from abcweb.model import extras
 from abcweb.model.lstm import ModelConfig, encode, encode_after_start
 
 MAX_LENGTH = 5000  # characters one call may generate
@@ -401,6 +403,8 @@ class Loop:
             backend = "tf" if _gpu_present() and _tf_sees_gpu() else "numpy"
         if backend not in ("numpy", "tf"):
             raise ValueError(f"backend must be 'auto', 'numpy' or 'tf', not {backend!r}")
+        if backend == "tf" and importlib.util.find_spec("tensorflow") is None:
+            extras.require("tensorflow", "the tf backend")  # says which extra installs it
         self.backend = backend
         self.net = NumpyLSTM(self.cfg, ckpt.weights)
         self._tf = None

@@ -25,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 
+from abcweb.model import extras
+
 NICE = 19  # the page always comes first: training takes what the visitors leave
 MAX_PAUSE_S = 2.0  # the longest a worker waits between two steps for visitors' tunes
 # At each evaluation the worker writes a short sample with the weights of that step, always
@@ -153,7 +155,8 @@ def run(folder: Path, out, commands: Commands) -> int:
         return should_stop()
 
     emit(state="starting")
-    import tensorflow as tf  # seconds, once per job: the price of a separate process
+    # seconds, once per job: the price of a separate process
+    tf = extras.require("tensorflow", "training")
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(train_threads())
