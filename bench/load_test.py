@@ -87,11 +87,13 @@ class Server:
 
 
 @contextmanager
-def server(weights: Path, tmpdir: Path, timeout: float = 90, env: dict | None = None):
+def server(weights: Path, tmpdir: Path, timeout: float = 90, env: dict | None = None,
+           script: str = "streamlit_app.py"):
     """`streamlit run` on a free port with its own TMPDIR and the model in `weights`; `env`
-    adds to its environment (Streamlit reads STREAMLIT_* options from there)."""
+    adds to its environment (Streamlit reads STREAMLIT_* options from there). script:
+    serve.py runs the page with its security headers, as the image does."""
     port = bs.free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / script),
            "--server.headless", "true", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.fileWatcherType", "none"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2",

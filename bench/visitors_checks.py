@@ -4,7 +4,7 @@ library's own, the trainer's against its trained checkpoint, and the sessions' e
 
 from __future__ import annotations
 
-import re
+import textwrap
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -25,9 +25,14 @@ def expected_text(sampler, seed: int, length: int, temperature: float) -> str:
 def check_tune(t: Tune, expected: str, media: bool = True) -> list[str]:
     """What is wrong with one tune the page showed, given the library's text."""
     out = []
-    # st.code drops one leading and one trailing newline; the box shows shown(text).
-    if t.text != re.sub(r"\n\Z", "", expected):
-        out.append("its ABC text is not the library's tune")
+    # The "ABC text to copy" box is an st.text, which dedents and strips its text (Streamlit's
+    # clean_text); the abc-text box shows shown(text).
+    box, got = textwrap.dedent(expected).strip(), t.text or ""
+    if got != box:
+        at = next((i for i, (a, b) in enumerate(zip(got, box)) if a != b),
+                  min(len(got), len(box)))
+        out.append(f"its ABC text is not the library's tune (from character {at}: "
+                   f"{got[at:at + 20]!r} for {box[at:at + 20]!r})")
     if t.html_text is None:
         out.append("no abc-text box")
     elif t.html_text != shown(expected):

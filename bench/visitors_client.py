@@ -177,13 +177,13 @@ class Page:
         return [getattr(el, kind) for el in self.elements.values() if el.WhichOneof("type") == kind]
 
     def code_text(self) -> str | None:
-        """The st.code inside the "ABC text to copy" expander: the tune's text itself."""
+        """The st.text inside the "ABC text to copy" expander: the tune's text itself."""
         for path, block in self.blocks.items():
             if block.WhichOneof("type") == "expandable" and block.expandable.label.startswith(
                     "ABC text"):
                 for p, el in sorted(self.elements.items()):
-                    if p[:len(path)] == path and el.WhichOneof("type") == "code":
-                        return el.code.code_text
+                    if p[:len(path)] == path and el.WhichOneof("type") == "text":
+                        return el.text.body
         return None
 
     def html_text(self) -> str | None:

@@ -50,8 +50,8 @@ def earlier_models() -> int:
 
 def tune_of(at: AppTest) -> str:
     """The generated text, exactly, as the page recorded it; the 'ABC text to copy' box in
-    the page shows the same (less trailing newlines, which st.code trims)."""
-    codes = [c.value for c in at.main.code]
+    the page shows the same (less trailing newlines)."""
+    codes = [c.value for c in at.main.text]
     assert codes, "no ABC text in the page"
     text = at.session_state["_text"]
     assert codes[0].rstrip("\n") == text.rstrip("\n")
@@ -98,7 +98,7 @@ def test_first_visit_writes_checks_draws_and_plays_a_tune(model_dir):
     assert titles[2].startswith("Next character at step")
     # The address bar carries the settings: the share link.
     assert at.query_params["seed"] == ["0"] or at.query_params["seed"] == "0"
-    link = at.sidebar.code[0].value
+    link = at.sidebar.text[0].value
     assert link.startswith("?seed=0&prime=X%3A&length=600&temperature=0.9&top_k=0&top_p=1"
                            "&best=8&tempo=0&instrument=piano&transpose=0&form=1&model=")
 
@@ -133,7 +133,7 @@ def test_moving_a_sampling_slider_writes_the_librarys_tune_at_once_and_links_car
     # A link with settings but no `form` was made before bar proposals: they stay off.
     assert after == expected_text(model_dir, params.Settings(seed=seed, form=False,
                                                              **{key: 0.5}))
-    link = at.sidebar.code[0].value
+    link = at.sidebar.text[0].value
     assert in_link in link
     prob = charts_of(at)["Probability of each chosen character"]
     assert in_chart in prob["title"]["subtitle"]
@@ -182,12 +182,12 @@ def test_links_bring_back_tunes_of_earlier_shipped_models(tmp_path, monkeypatch)
     assert tune_of(at) == expected_text(current / old_id, s)
     assert tune_of(at) != expected_text(current, s)
     assert at.sidebar.selectbox(key="model").value == "shipped:" + old_id
-    assert f"model={old_id}" in at.sidebar.code[0].value  # its link names it too
+    assert f"model={old_id}" in at.sidebar.text[0].value  # its link names it too
     assert not [w for w in texts(at.warning) if w.startswith("From the link")]
 
     at = run_app(params.to_query(params.Settings(**{**s.as_dict(), "model": new_id})))
     assert tune_of(at) == expected_text(current, s)
-    assert f"model={new_id}" in at.sidebar.code[0].value
+    assert f"model={new_id}" in at.sidebar.text[0].value
 
     # A link from before ids: the model shipped then, or (here, where it is missing) this one.
     at = run_app({k: v for k, v in params.to_query(s).items() if k != "model"}, legacy=True)
@@ -206,13 +206,13 @@ def test_bars_come_back_by_default_the_switch_turns_it_off_and_links_carry_it(mo
     assert at.session_state["form"] is True
     on = tune_of(at)
     assert on == expected_text(model_dir, params.DEFAULTS)
-    assert "form=1" in at.sidebar.code[0].value
+    assert "form=1" in at.sidebar.text[0].value
     assert any("chose from earlier ones" in c for c in texts(at.caption))
     at.sidebar.toggle(key="form").set_value(False).run()
     assert not at.exception
     off = tune_of(at)
     assert off == expected_text(model_dir, replace(params.DEFAULTS, form=False)) != on
-    link = at.sidebar.code[0].value
+    link = at.sidebar.text[0].value
     assert "form=0" in link
     again = run_app({k: v[-1] for k, v in parse_qs(urlsplit(link).query).items()})
     assert tune_of(again) == off and again.session_state["form"] is False
@@ -230,11 +230,11 @@ def test_a_share_link_brings_back_the_same_tune(model_dir):
     # A second visitor opening the same link gets the same tune, and the same link back.
     second = run_app(params.to_query(s))
     assert tune_of(second) == text
-    assert second.sidebar.code[0].value == first.sidebar.code[0].value
+    assert second.sidebar.text[0].value == first.sidebar.text[0].value
     for name in params.KEYS:
         if name != "model":  # the box holds a model choice; the link names the model by id
             assert second.session_state[name] == getattr(s, name)
-    assert f"model={checkpoint.model_id(model_dir)}" in second.sidebar.code[0].value
+    assert f"model={checkpoint.model_id(model_dir)}" in second.sidebar.text[0].value
     assert second.session_state["meter"] == "6/8" and second.session_state["key"] == "G"
 
 
@@ -343,7 +343,7 @@ def test_unknown_characters_in_the_seed_text(model_dir):
     assert not at.exception
     assert any(b.label == "Start training" for b in at.button)
     at.switch_page(GENERATE).run()  # the settings outlive the visit to another view
-    assert at.sidebar.code[0].value.startswith("?seed=0&prime=X%3A1%0AT%3ACaf")
+    assert at.sidebar.text[0].value.startswith("?seed=0&prime=X%3A1%0AT%3ACaf")
     at.sidebar.text_area(key="prime").set_value("X:").run()
     assert not at.error or all("Invalid ABC" in e for e in texts(at.error))
     assert tune_of(at)
@@ -354,7 +354,7 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
     at = run_app()
     errors = " ".join(texts(at.error))
     assert "shipped model cannot be loaded" in errors and "Train page" in errors
-    assert at.sidebar.code[0].value.startswith("?seed=")
+    assert at.sidebar.text[0].value.startswith("?seed=")
     at.switch_page(TRAIN).run()
     assert not at.exception
     assert any(b.label == "Start training" for b in at.button)
@@ -514,7 +514,7 @@ def test_what_if_carries_on_from_another_character_and_the_link_keeps_the_fork(m
     s = params.Settings(seed=12, prime=fork, model=checkpoint.model_id(model_dir))
     assert tune_of(at) == expected_text(model_dir, s) != g.text
     # The share link carries the fork: a new visitor gets the same tune from it.
-    link = at.sidebar.code[0].value
+    link = at.sidebar.text[0].value
     again = run_app({k: v[0] for k, v in parse_qs(urlsplit(link).query).items()})
     assert tune_of(again) == tune_of(at)
 
@@ -554,7 +554,7 @@ def test_tempo_instrument_and_key_replay_the_same_tune_and_the_link_keeps_them(m
     assert "%%MIDI program 40" in played and "=140\n" in played and played != before["tune"]
     assert played == arrange.arrange(before["tune"], 140, "fiddle", 3)
     assert at.session_state["_rendered"]["audio"] != before["audio"]
-    link = at.sidebar.code[0].value
+    link = at.sidebar.text[0].value
     assert "tempo=140" in link and "instrument=fiddle" in link and "transpose=3" in link
     played_as = [c for c in texts(at.caption) if c.startswith("Played on fiddle at ")]
     assert played_as and played_as[0].endswith("= 140 per minute, +3 semitones")

@@ -149,8 +149,8 @@ def test_a_visit_stays_on_one_replica_page_audio_training_sampling(cluster, weig
 
 # -- (b) -------------------------------------------------------------------------------------
 def share_link(page: Page) -> str:
-    """The link the sidebar shows under "Share this tune" (an st.code of the full URL)."""
-    links = [c.code_text for c in page.all("code") if "?seed=" in c.code_text]
+    """The link the sidebar shows under "Share this tune" (an st.text of the full URL)."""
+    links = [t.body for t in page.all("text") if "?seed=" in t.body]
     assert len(links) == 1, links
     return links[0]
 
@@ -198,6 +198,30 @@ def serverid(cookies: list[dict]) -> str | None:
 
 
 @pytest.mark.browser
+def test_b2_the_balancer_compresses_the_page_for_browsers_that_ask(cluster):
+    """Streamlit sends its HTML and JavaScript uncompressed; HAProxy gzips them for a browser
+    that accepts gzip (a first visit: 7.4 MB before, bench/first_visit.py), and sends them as
+    they are to a client that does not."""
+    import gzip
+    import urllib.request
+
+    def get(path: str, gz: bool) -> tuple[str | None, bytes]:
+        req = urllib.request.Request(cluster.url + path,
+                                     headers={"Accept-Encoding": "gzip"} if gz else {})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.headers.get("Content-Encoding"), r.read()
+
+    encoding, body = get("/", True)
+    assert encoding == "gzip"
+    page = gzip.decompress(body).decode()
+    script = re.search(r'src="\.?(/static/js/index\.[^"]+\.js)"', page)
+    assert script, page[:500]
+    encoding, body = get(script.group(1), True)
+    plain_encoding, plain = get(script.group(1), False)
+    assert encoding == "gzip" and plain_encoding is None
+    assert gzip.decompress(body) == plain and len(body) < len(plain) / 2
+
+
 def test_c_a_stopped_replica_sends_its_visitors_to_the_other_and_nothing_else_breaks(
         cluster, weights, library):
     from playwright.async_api import async_playwright

@@ -174,7 +174,7 @@ def test_a_share_link_brings_back_the_same_tune(server, browser, page):
     open_page(page, server + "/?seed=5")
     press_on_slider(page, "ArrowLeft")
     tune = tune_text(page)
-    link = page.locator('[data-testid="stSidebar"] [data-testid="stCode"] code').inner_text()
+    link = page.locator('[data-testid="stSidebar"] [data-testid="stText"]').inner_text()
     assert query_of(link) == query_of(page.url)
     assert query_of(link)["temperature"] == "0.95" and query_of(link)["seed"] == "5"
     # The copy button puts the same link on the clipboard.

@@ -726,7 +726,7 @@ def test_seed_text_that_cannot_be_used_is_explained(model_dir):
         assert_no_traceback(at)
         assert any(words in e for e in texts(at.error)), texts(at.error)
         assert "_text" not in at.session_state  # no tune, and no stale one either
-        assert at.sidebar.code[0].value.startswith("?seed=")  # the page goes on
+        assert at.sidebar.text[0].value.startswith("?seed=")  # the page goes on
     at.switch_page(TRAIN).run()
     assert_no_traceback(at)
     assert any(b.label == "Start training" for b in at.button)
@@ -746,7 +746,7 @@ def test_html_in_the_seed_text_is_shown_as_text(model_dir):
                 h.proto.body)
     assert "<img" not in view and "<script" not in view and "&lt;img" in view
     assert at.session_state["_text"].startswith(evil)
-    link = at.sidebar.code[0].value
+    link = at.sidebar.text[0].value
     assert "<" not in link and "%3Cimg" in link
 
 
@@ -935,7 +935,7 @@ def test_a_damaged_shipped_model_is_a_clear_error_and_the_page_goes_on(model_dir
     assert "The shipped model cannot be loaded" in errors
     assert "damaged" in errors, errors
     assert "_text" not in at.session_state
-    assert at.sidebar.code[0].value.startswith("?seed=3")
+    assert at.sidebar.text[0].value.startswith("?seed=3")
     at.switch_page(TRAIN).run()
     assert_no_traceback(at)
     assert any(b.label == "Start training" for b in at.button)

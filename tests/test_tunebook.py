@@ -271,7 +271,7 @@ def test_keep_a_tune_list_it_and_reopen_it_exactly(model_dir):
     click(at, "Open")
     assert at.session_state["_text"] == written  # the same tune, played the same way
     assert at.session_state["_rendered"]["tune"] == played and "%%MIDI program 40" in played
-    assert at.session_state["seed"] == 41 and at.sidebar.code[0].value.startswith("?seed=41&")
+    assert at.session_state["seed"] == 41 and at.sidebar.text[0].value.startswith("?seed=41&")
     assert button(at, "Kept")  # it is the kept tune
     click(at, "Kept")  # and a click takes it out again
     assert at.session_state["book"] == []

@@ -183,3 +183,17 @@ def test_evaluate_prints_the_form_rows_beside_the_real_halves():
     assert row.startswith("| bars equal to an earlier bar of the tune | 0.0% (0/6;")
     assert "44.4% (12/27;" in row and "halves 36.4%-50.0% |" in row
     assert "| tunes echoing more of their bars than any real tune (50%) | 0.0% (0/2;" in table
+
+
+def test_describe_says_in_words_what_the_sheet_music_shows():
+    from abcweb.music import facts
+
+    tune = ("X:1\nT:The Kesh\nM:6/8\nL:1/8\nK:G\n|:GAG GAB|ABA ABd|edd gdd|edB dBA:|\n"
+            "|:gfg afa|bag age|gfg afa|bag ged:|\n")
+    words = facts.describe(tune)
+    assert words.startswith("Sheet music of The Kesh, in 6/8 time, key of G. 2 parts, "
+                            "16 bars as played (8, 8).")
+    assert words.endswith("The ABC: X:1 / T:The Kesh / M:6/8 / L:1/8 / K:G / "
+                          "|:GAG GAB|ABA ABd|edd gdd|edB dBA:| / "
+                          "|:gfg afa|bag age|gfg afa|bag ged:|")
+    assert facts.describe("X:1\nK:D\nABC").startswith("Sheet music of an untitled tune, key of D.")

@@ -3,6 +3,7 @@ model was thinking at each character."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import random
@@ -158,7 +159,9 @@ def sidebar_share(settings: params.Settings, model: str) -> str:
     st.query_params.from_dict(params.to_query(settings))  # the address bar is the link too
     st.markdown("**Share this tune**")
     copy_button(url)
-    st.code(url, language=None, wrap_lines=True)
+    # st.text, not st.code: the code box brings a 0.8 MB syntax highlighter to every first
+    # visit (bench/first_visit.py), and a link needs none. Plain text, never Markdown.
+    st.text(url)
     if model != SHIPPED and not model.startswith(EARLIER):
         st.caption("Links bring back tunes of the shipped model: a model trained here "
                    "lives only in this browser session.")
@@ -327,7 +330,7 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
     if out is None:
         return
     g, seconds, cached = out
-    st.session_state._text = g.text  # exactly what was written (st.code trims the end)
+    st.session_state._text = g.text  # exactly what was written (the page trims the end)
     tune = pick_tune(g)
     play = playing_version(tune.text, settings) if tune is not None else None
     renders = start_renders(tune.text, play) if tune is not None else {}
@@ -350,7 +353,7 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
         if caption := tuneview.form_caption(g.text):  # numbers and fixed words only
             st.caption(caption)
         with st.expander("ABC text to copy"):
-            st.code(g.text, language=None)
+            st.text(g.text)
     media = right.container()
 
     # The charts go out first, while fluidsynth is still rendering the audio (the slowest
@@ -407,7 +410,7 @@ def what_if(g: Generation, step: int) -> None:
 
 def thinking(g: Generation, built: dict) -> None:
     """Charts of the model's probabilities. A fragment: picking a step redraws only this."""
-    st.subheader("What the model was thinking")
+    st.header("What the model was thinking")  # h2 under the page's h1: no level skipped
     n = len(g.generated)
     st.session_state._steps = n
     tune_id = (g.prime, g.generated, g.temperature, g.top_k, g.top_p)
@@ -432,13 +435,23 @@ def thinking(g: Generation, built: dict) -> None:
         s = g.steps[step]
         st.markdown(f"The model wrote **`{tunes.show_char(s.char)}`** with probability "
                     f"**{s.prob:.3f}**; entropy {s.entropy:.2f} bits.")
-        st.dataframe({"character": [tunes.show_char(c) for c, _ in s.top],
-                      "probability": [round(p, 4) for _, p in s.top]},
-                     hide_index=True, width="stretch")
+        # Five rows need no data grid (0.35 MB of JavaScript on a first visit): a plain table,
+        # every cell escaped.
+        st.html(alternatives_table(s.top))
         what_if(g, step)
     with right:
         st.vega_lite_chart(charts.distribution_spec(g, step), width="stretch", height=340,
                            key="distribution_chart")
+
+
+def alternatives_table(top: list[tuple[str, float]]) -> str:
+    rows = "".join(f"<tr><td><code>{html.escape(tunes.show_char(c))}</code></td>"
+                   f'<td style="text-align:right">{p:.4f}</td></tr>' for c, p in top)
+    return ('<table data-testid="abcweb-alternatives" style="width:100%;font-size:0.9rem">'
+            "<caption style=\"text-align:left\">The likeliest characters at this step</caption>"
+            "<thead><tr><th scope=\"col\">character</th>"
+            '<th scope="col" style="text-align:right">probability</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table>")
 
 
 def main() -> None:

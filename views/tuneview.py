@@ -12,7 +12,7 @@ from functools import partial
 
 import streamlit as st
 
-from abcweb.music import tunes
+from abcweb.music import facts, tunes
 from abcweb.music.facts import NEAR_EDITS, echo_groups
 from abcweb.sound import abctools, arrange
 from abcweb.web import params
@@ -228,7 +228,9 @@ def tune_media(play: str | None, renders: dict, settings: params.Settings,
         return
     svg, svg_error = result(renders["svg"])
     if svg is not None:
-        st.image(svg, width="stretch")
+        # A screen reader cannot read an SVG of notes: the text alternative says the tune in
+        # words, and the ABC itself (facts.describe).
+        st.image(svg, width="stretch", alt=facts.describe(play))
     else:
         st.warning(f"No sheet music: {as_text(svg_error)}")
     audio, audio_error = result(renders["audio"])

@@ -356,3 +356,23 @@ def melody_bins(f: TuneFacts) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(f.pitches)
     steps = np.clip(np.diff(p), -INTERVAL_MAX, INTERVAL_MAX) + INTERVAL_MAX
     return (p - f.key.tonic) % 12, steps
+
+
+def describe(text: str) -> str:
+    """One tune in words, for a reader who cannot see its sheet music (the image's text
+    alternative): title, meter, key, parts and bars, then the ABC itself, line by line."""
+    fields, _ = _fields_and_body(text)
+    f = read_tune(text)
+    title = fields.get("T") or "an untitled tune"
+    words = [f"Sheet music of {title}"]
+    if fields.get("M"):
+        words.append(f"in {fields['M']} time")
+    if fields.get("K"):
+        words.append(f"key of {fields['K']}")
+    sentence = ", ".join(words) + "."
+    if f.parts:
+        played = [bars * (2 if repeated else 1) for bars, repeated in f.parts]
+        n = len(f.parts)
+        sentence += (f" {n} part{'s' if n != 1 else ''}, {sum(played)} bars as played"
+                     f" ({', '.join(map(str, played))}).")
+    return f"{sentence} The ABC: {' / '.join(line for line in text.splitlines() if line)}"

@@ -11,7 +11,7 @@ player and downloads; the tunebook; the editor; Inside the LSTM; About; training
 chart), Streamlit 1.67 needed exactly these additions, and nothing was refused with them
 (tests/test_hostile_text.py keeps it so):
 - script-src 'unsafe-inline': Streamlit's index.html has an inline script, and the Copy link
-  button and the replica watcher (streamlit_app.py) are st.html/components.html scripts;
+  button and the replica watcher (streamlit_app.py) are st.html/st.iframe scripts;
 - script-src 'wasm-unsafe-eval': Streamlit's protobuf decoder is WebAssembly;
 - style-src 'unsafe-inline': Streamlit's frontend sets style attributes and <style> tags;
 - img-src data: (the sheet music is an <img> of an SVG data URL, and Streamlit's own icons),
