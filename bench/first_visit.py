@@ -165,9 +165,16 @@ def lighthouse(url: str, work: Path) -> dict:
                 audits["largest-contentful-paint"]["numericValue"] / 1000,
             "accessibility_failed": failed,
             # What fails, element by element (the first few of each audit).
-            "accessibility_nodes": {k: [i.get("node", {}).get("snippet", "")[:160]
-                                        for i in audits[k].get("details", {}).get("items", [])[:6]]
+            "accessibility_nodes": {k: [_node(i) for i in
+                                        audits[k].get("details", {}).get("items", [])[:6]]
                                     for k in failed}}
+
+
+def _node(item: dict) -> str:
+    node = item.get("node", {})
+    why = (node.get("explanation") or "").splitlines()
+    return " | ".join([node.get("snippet", "")[:100], node.get("nodeLabel", "")[:60],
+                       why[1].strip() if len(why) > 1 else ""])
 
 
 def _accessibility_ids(report: dict) -> set[str]:
