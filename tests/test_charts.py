@@ -209,3 +209,19 @@ def test_the_loss_spec_equals_altairs_own():
     with alt.theme.enable("none"):
         assert _comparable(charts.loss_spec(history)) == _comparable(
             charts.loss_chart(history).to_dict())
+
+
+def test_summary_says_what_the_charts_show():
+    g = make_generation()
+    words = charts.summary(g)
+    probs = [st.prob for st in g.steps]
+    low = int(np.argmin(probs))
+    high = int(np.argmax([st.entropy for st in g.steps]))
+    assert words.startswith(f"In words: the model wrote {len(g.generated)} characters. ")
+    assert f"median probability of what it wrote is {sorted(probs)[len(probs) // 2]:.2f}" in words
+    assert f"{sum(p < 0.1 for p in probs)} character" in words
+    assert f"least likely was {tunes.show_char(g.generated[low])!r} at step {low}" in words
+    assert f"most before step {high}" in words
+    g.copies = [{"start": 0, "end": 4, "source": "4", "bar": 0}]
+    assert "4 of them in bars it chose from earlier ones" in charts.summary(g)
+    assert charts.summary(make_generation(generated="")) == "The model wrote nothing."

@@ -427,6 +427,7 @@ def thinking(g: Generation, built: dict) -> None:
     st.vega_lite_chart(built["entropy"], width="stretch", height=250, key="entropy_chart",
                        on_select=partial(on_pick, "entropy_chart"),
                        selection_mode=charts.SELECTION)
+    st.caption(as_text(charts.summary(g)))  # the two charts for a screen reader too
     left, right = st.columns([1, 3], gap="medium")
     with left:
         st.number_input("Step", 0, n - 1, key="step",

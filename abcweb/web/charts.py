@@ -430,3 +430,24 @@ def distribution_spec(g: Generation, step: int) -> dict:
 def loss_spec(history: list[dict]) -> dict:
     """loss_chart(history) as a spec: the Train page redraws it every second while training."""
     return _template("loss").fill(loss_rows(history))
+
+
+def summary(g: Generation) -> str:
+    """The probability and entropy charts in words, for a reader who cannot see them (plain
+    text: the caller quotes it as text)."""
+    steps = g.steps
+    if not steps:
+        return "The model wrote nothing."
+    probs = sorted(s.prob for s in steps)
+    low = min(range(len(steps)), key=lambda i: steps[i].prob)
+    high = max(range(len(steps)), key=lambda i: steps[i].entropy)
+    unsure = sum(p < 0.1 for p in probs)
+    copied = sum(c["end"] - c["start"] for c in g.copies)
+    return (f"In words: the model wrote {len(steps)} characters"
+            + (f", {copied} of them in bars it chose from earlier ones" if copied else "")
+            + f". The median probability of what it wrote is {probs[len(probs) // 2]:.2f};"
+            f" {unsure} character{'s' if unsure != 1 else ''} had less than 0.1. The least"
+            f" likely was {show_char(steps[low].char)!r} at step {low}"
+            f" ({steps[low].prob:.3f}). Its uncertainty averaged"
+            f" {sum(s.entropy for s in steps) / len(steps):.2f} bits, most before step {high}"
+            f" ({steps[high].entropy:.2f} bits).")
