@@ -330,7 +330,7 @@ def tune_view(settings: params.Settings, model: str, backend: str) -> None:
     if out is None:
         return
     g, seconds, cached = out
-    st.session_state._text = g.text  # exactly what was written (the page trims the end)
+    st.session_state._text = g.text  # exactly what was written (st.text strips both ends)
     tune = pick_tune(g)
     play = playing_version(tune.text, settings) if tune is not None else None
     renders = start_renders(tune.text, play) if tune is not None else {}

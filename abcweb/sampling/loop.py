@@ -404,7 +404,7 @@ class Loop:
         if backend not in ("numpy", "tf"):
             raise ValueError(f"backend must be 'auto', 'numpy' or 'tf', not {backend!r}")
         if backend == "tf" and importlib.util.find_spec("tensorflow") is None:
-            extras.require("tensorflow", "the tf backend")  # says which extra installs it
+            raise extras.MissingExtra(extras.advice("tensorflow", "the tf backend"))
         self.backend = backend
         self.net = NumpyLSTM(self.cfg, ckpt.weights)
         self._tf = None
